@@ -1,0 +1,1 @@
+"""The `headsplat` command line."""

@@ -1,0 +1,1 @@
+"""View synthesis with diffusion models and the iterative-denoising prior."""

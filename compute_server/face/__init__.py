@@ -1,0 +1,1 @@
+"""Portrait and video-frame preprocessing: decode, detect, crop, matte, landmarks."""

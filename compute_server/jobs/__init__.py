@@ -1,0 +1,1 @@
+"""Job records, the queue, the worker and cancellation."""

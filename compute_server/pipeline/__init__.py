@@ -1,0 +1,1 @@
+"""The server's jobs, each composing the stages for one method."""

@@ -1,0 +1,1 @@
+"""Mesh rasterization: normal maps, masks, depth and face ids of the posed head mesh."""

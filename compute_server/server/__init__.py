@@ -1,0 +1,1 @@
+"""The ROUTER loop, method dispatch and transport security."""

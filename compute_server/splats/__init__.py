@@ -1,0 +1,1 @@
+"""Triangle-bound 3D Gaussians: model, rasterizers, densification, optimization, export."""

@@ -1,0 +1,1 @@
+"""The data directory: avatars and job records, written atomically."""
