@@ -1,0 +1,47 @@
+"""``headsplat info``: ask a server what it is and what it offers."""
+
+from __future__ import annotations
+
+from shared.client import ServerUnavailable
+
+from .common import add_client_options, connect, format_age, print_json, unavailable
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("info", help="show a server's version, device, models and limits")
+    add_client_options(p)
+    p.set_defaults(func=run)
+
+
+def format_info(info: dict) -> str:
+    """server.info result -> lines for people."""
+    limits = info.get("limits", {})
+    queue = info.get("queue", {})
+    heads = ", ".join(m.get("name", "?") + (" (default)" if m.get("default") else "") for m in info["head_models"])
+    diffusion = ", ".join(m.get("name", "?") for m in info["diffusion_models"]) or "none"
+    lines = [
+        f"{info['name']} {info['version']} (protocol {info['protocol']}{', CURVE' if info.get('secure') else ''})",
+        f"  device:           {info['device']}",
+        f"  head models:      {heads or 'none'}",
+        f"  diffusion models: {diffusion}",
+        f"  queue:            {queue.get('queued', 0)} waiting, running: {queue.get('running') or 'nothing'}",
+        f"  up:               {format_age(info.get('uptime_s', 0.0))}",
+    ]
+    if limits:
+        lines.append(f"  limits:           {limits['max_message_bytes'] / 2**20:g} MiB per message, "
+                     f"{limits['max_image_pixels'] / 1e6:g} MP per image, {limits['max_render_frames']} frames "
+                     f"per render, {limits['max_queued_jobs']} queued jobs")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    with connect(args) as client:
+        try:
+            info = client.info()
+        except ServerUnavailable:
+            raise unavailable(args) from None
+    if args.json:
+        print_json(info)
+    else:
+        print(format_info(info))
+    return 0

@@ -1,0 +1,83 @@
+"""``headsplat serve``: run the compute server until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from pathlib import Path
+
+from compute_server.errors import UserError
+from compute_server.storage.atomic import atomic_write_bytes
+from compute_server.storage.data_dir import default_data_dir
+from shared.protocol import DEFAULT_ENDPOINT, Limits
+
+ENV_TEST_JOBS = "HEADSPLAT_TEST_JOBS"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="run the compute server",
+                              description="Run the HeadSplat compute server (stop it with Ctrl-C or SIGTERM).")
+    p.add_argument("--bind", metavar="ADDR", default=DEFAULT_ENDPOINT,
+                   help=f"endpoint to listen on (default {DEFAULT_ENDPOINT}; port * picks a free one)")
+    p.add_argument("--data", metavar="DIR", type=Path, default=None,
+                   help=f"data directory for avatars and jobs (default $HEADSPLAT_DATA or {default_data_dir()})")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--curve-secret", metavar="FILE", type=Path,
+                   help="the server's secret key file (server.key_secret from `headsplat keys`)")
+    p.add_argument("--curve-clients", metavar="DIR", type=Path,
+                   help="folder of authorized client public keys (*.key)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow listening on a non-loopback address without CURVE (trusted networks only)")
+    p.add_argument("--log-format", choices=("human", "json"), default="human")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    defaults = Limits()
+    p.add_argument("--max-message-mb", type=float, default=defaults.max_message_bytes / 2**20,
+                   help="largest request in MiB (default %(default)g)")
+    p.add_argument("--max-image-mp", type=float, default=defaults.max_image_pixels / 1e6,
+                   help="largest image in megapixels (default %(default)g)")
+    p.add_argument("--max-render-frames", type=int, default=defaults.max_render_frames,
+                   help="most frames per render request (default %(default)d)")
+    p.add_argument("--max-queued-jobs", type=int, default=defaults.max_queued_jobs,
+                   help="most jobs waiting behind the running one (default %(default)d)")
+    p.add_argument("--head-model", metavar="PATH", action="append", default=[],
+                   help="a head model file (e.g. FLAME) to offer; repeatable")
+    p.add_argument("--models-config", metavar="FILE", help="diffusion models configuration file")
+    p.add_argument("--endpoint-file", metavar="FILE", type=Path,
+                   help="write the bound endpoint here once serving (useful with port *)")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    from compute_server.server.config import CurveConfig, ServerConfig
+
+    curve = None
+    if args.curve_secret or args.curve_clients:
+        if not (args.curve_secret and args.curve_clients):
+            raise UserError("bad_request", "CURVE needs both --curve-secret FILE and --curve-clients DIR")
+        curve = CurveConfig(args.curve_secret, args.curve_clients)
+    limits = Limits(max_message_bytes=int(args.max_message_mb * 2**20),
+                    max_image_pixels=int(args.max_image_mp * 1e6),
+                    max_render_frames=args.max_render_frames, max_queued_jobs=args.max_queued_jobs)
+    return ServerConfig(bind=args.bind, data_dir=args.data or default_data_dir(), device=args.device, limits=limits,
+                        curve=curve, insecure=args.insecure, head_models=list(args.head_model),
+                        models_config=args.models_config, log_level=args.log_level, log_format=args.log_format,
+                        test_methods=os.environ.get(ENV_TEST_JOBS) == "1")
+
+
+def run(args: argparse.Namespace) -> int:
+    from compute_server.server.app import Server
+    from compute_server.server.logs import configure_logging
+
+    configure_logging(args.log_level, args.log_format)
+    server = Server(config_from_args(args))
+
+    def request_stop(signum, frame):
+        server.stop()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    if args.endpoint_file:
+        atomic_write_bytes(args.endpoint_file, server.endpoint.encode())
+    server.serve_forever()
+    return 0

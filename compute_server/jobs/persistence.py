@@ -1,0 +1,70 @@
+"""Job records and results on disk (DATA/jobs/), safe against crashes and racing writers.
+
+    DATA/jobs/<job>.json          the JobRecord, replaced atomically on every save
+    DATA/jobs/<job>/              the job's output folder (JobContext.output_dir)
+    DATA/jobs/<job>/result.pack   the full result of a done job (packed_file format)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+from compute_server.storage.atomic import atomic_write_json, remove_temp_files
+from compute_server.storage.packed_file import load_packed, save_packed
+
+from .records import JOB_ID_PATTERN, JobRecord
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.pack"
+
+
+class JobRecordStore:
+    """Reads and writes job records under ``root``; ``save`` may be called from any thread."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._written_revision: dict[str, int] = {}
+
+    def record_path(self, job_id: str) -> Path:
+        return self.root / f"{job_id}.json"
+
+    def output_dir(self, job_id: str, *, create: bool = False) -> Path:
+        path = self.root / job_id
+        if create:
+            path.mkdir(exist_ok=True)
+        return path
+
+    def save(self, snapshot: dict) -> None:
+        """Write a record snapshot (``JobRecord.to_json()``), unless a newer revision of
+        the same job was written already."""
+        job_id, revision = snapshot["job"], snapshot["revision"]
+        with self._lock:
+            if self._written_revision.get(job_id, -1) > revision:
+                return
+            atomic_write_json(self.record_path(job_id), snapshot)
+            self._written_revision[job_id] = revision
+
+    def load_all(self) -> list[JobRecord]:
+        """Every readable record; unreadable files are logged and skipped."""
+        remove_temp_files(self.root)
+        records = []
+        for path in self.root.glob("job_*.json"):
+            if not JOB_ID_PATTERN.fullmatch(path.stem):
+                continue
+            try:
+                records.append(JobRecord.from_json(json.loads(path.read_bytes())))
+            except Exception as exc:  # a record from a newer/older format or a damaged disk
+                log.warning("skipping unreadable job record %s: %s", path.name, exc)
+        return records
+
+    def save_result(self, job_id: str, result: dict) -> None:
+        save_packed(self.output_dir(job_id, create=True) / RESULT_FILE, result)
+
+    def load_result(self, job_id: str) -> dict:
+        return load_packed(self.output_dir(job_id) / RESULT_FILE)

@@ -1,0 +1,60 @@
+"""The server's configuration: one dataclass built by the CLI (or by tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compute_server.storage.data_dir import default_data_dir
+from shared.protocol import DEFAULT_ENDPOINT, Limits
+
+# libzmq drops (and disconnects) any single frame above this many bytes over the
+# configured message limit; frames between the two get a polite too_large reply.
+HARD_CAP_MARGIN_BYTES = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class CurveConfig:
+    """CURVE encryption and client authentication.
+
+    secret_key_file: the server's secret certificate (``server.key_secret`` made by
+        ``headsplat keys``).
+    authorized_clients_dir: a folder of client public certificates (``*.key``); only
+        those clients may connect. Read at start: restart the server after changes.
+    """
+
+    secret_key_file: Path
+    authorized_clients_dir: Path
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``headsplat serve`` can set.
+
+    bind: ZeroMQ endpoint to listen on (``tcp://HOST:PORT``; port ``*`` picks a free one).
+    data_dir: the data directory (avatars, job records).
+    device: "auto", "cpu" or "cuda[:N]".
+    limits: message/image/frame/queue limits (shared.protocol.Limits).
+    curve: CURVE keys; required for non-loopback binds unless ``insecure``.
+    insecure: allow a non-loopback bind without encryption (trusted networks only).
+    head_models, models_config: read by the head-model and diffusion plugins.
+    test_methods: register the test-only job kinds and ``debug.echo`` (tests, benchmarks).
+    shutdown_grace_s: how long a running job may take to stop on SIGTERM/SIGINT.
+    """
+
+    bind: str = DEFAULT_ENDPOINT
+    data_dir: Path = field(default_factory=default_data_dir)
+    device: str = "auto"
+    limits: Limits = field(default_factory=Limits)
+    curve: CurveConfig | None = None
+    insecure: bool = False
+    head_models: list[str] = field(default_factory=list)
+    models_config: str | None = None
+    log_level: str = "INFO"
+    log_format: str = "human"
+    test_methods: bool = False
+    shutdown_grace_s: float = 5.0
+
+    @property
+    def hard_max_frame_bytes(self) -> int:
+        return self.limits.max_message_bytes + HARD_CAP_MARGIN_BYTES
