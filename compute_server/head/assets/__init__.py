@@ -1,0 +1,1 @@
+"""Data files of the head models (the generated built-in head, ``builtin_head.npz``)."""
