@@ -37,7 +37,8 @@ def test_server_info_reports_identity_device_models_and_limits(client):
     info = client.info()
     assert info["name"] == "HeadSplat compute server" and info["protocol"] == 1
     assert info["version"] and info["device"].startswith("cpu")
-    assert {"name": "builtin", "default": True} in info["head_models"]
+    builtin = [m for m in info["head_models"] if m["name"] == "builtin"]
+    assert builtin and builtin[0]["default"] is True and builtin[0]["n_expr"] > 0
     assert info["diffusion_models"] == []
     assert info["limits"] == {"max_message_bytes": SESSION_MAX_MESSAGE_BYTES, "max_image_pixels": 1_000_000,
                               "max_render_frames": 100, "max_queued_jobs": 3}
@@ -58,10 +59,23 @@ def test_unknown_method(client):
     assert err.code == "unknown_method" and "avatar.explode" in err.message
 
 
+def test_a_placeholder_method_answers_unavailable():
+    from compute_server.server.registry import Call, MethodRegistry
+    from compute_server.errors import UserError
+
+    registry = MethodRegistry()
+    registry.add_placeholder("render.frames")
+    ctx = type("Ctx", (), {"version": "9.9"})()
+    with pytest.raises(UserError) as info:
+        registry.get("render.frames")(ctx, Call("render.frames", {}, b"c", "1"))
+    assert info.value.code == "unavailable" and "not implemented" in info.value.message
+    assert "render.frames" not in registry.implemented()
+
+
 @pytest.mark.parametrize("method", ["avatar.create", "motion.track", "render.frames"])
-def test_pipeline_methods_answer_unavailable_until_implemented(client, method):
+def test_pipeline_methods_refuse_malformed_params_before_queueing(client, method):
     err = error_of(client, method, {"image": b"x"})
-    assert err.code == "unavailable" and "not implemented" in err.message
+    assert err.code == "bad_request" and "params." in err.message
 
 
 def test_job_lifecycle_methods(client):

@@ -123,12 +123,22 @@ def lbs(
         raise ValueError(f"full_pose must be (B, {n_joints * 3}), got {tuple(full_pose.shape)}")
     v_shaped = v_template[None] + blend_shapes(shape, shapedirs) + blend_shapes(expr, exprdirs)
     rest_joints = vertices_to_joints(J_regressor, v_shaped)
+    return skin(v_shaped, rest_joints, full_pose, posedirs, parents, lbs_weights, translation)
 
+
+def skin(v_shaped: Tensor, rest_joints: Tensor, full_pose: Tensor, posedirs: Tensor, parents: Tensor,
+         lbs_weights: Tensor, translation: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The posing half of ``lbs``: pose correctives and skinning of already shaped vertices.
+
+    Split out so a caller can pose a subset of the vertices (e.g. only those the landmarks
+    sit on, for fast fitting) given the rest joints of the full mesh: v_shaped (B, U, 3),
+    rest_joints (B, J, 3), posedirs (P, U*3) and lbs_weights (U, J) restricted to the subset.
+    """
+    batch, n_joints = rest_joints.shape[:2]
     rot_mats = batch_rodrigues(full_pose.reshape(-1, 3)).reshape(batch, n_joints, 3, 3)
     eye = torch.eye(3, dtype=rot_mats.dtype, device=rot_mats.device)
     pose_feature = (rot_mats[:, 1:] - eye).reshape(batch, -1)  # (B, (J-1)*9)
     v_posed = v_shaped + torch.matmul(pose_feature, posedirs).reshape(batch, -1, 3)
-
     posed_joints, transforms = batch_rigid_transform(rot_mats, rest_joints, parents)
     per_vertex = torch.einsum("vj,bjrc->bvrc", lbs_weights, transforms)  # (B, V, 4, 4)
     vertices = torch.einsum("bvrc,bvc->bvr", per_vertex[..., :3, :3], v_posed) + per_vertex[..., :3, 3]

@@ -32,6 +32,9 @@ class JobKind:
         record (default: a summary of the request params).
     avatars_used(job_input) -> ids: optional avatars the job reads; they cannot be
         deleted while the job is queued or running.
+    result_part(output_dir, result, params) -> dict: optional; ``job.result`` with extra
+        params (e.g. render.frames' ``frames: [start, stop]``) merges what it returns
+        (files the job kept in its output folder) into the result.
     """
 
     name: str
@@ -39,6 +42,7 @@ class JobKind:
     run: Callable[["JobContext", Any], dict]
     summarize: Callable[[Any], dict] | None = None
     avatars_used: Callable[[Any], Iterable[str]] | None = None
+    result_part: Callable[[Path, dict, dict], dict] | None = None
 
 
 class JobContext:

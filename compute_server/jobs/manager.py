@@ -157,6 +157,12 @@ class JobManager:
             entries = sorted(self._entries.values(), key=lambda e: e.record.created_at, reverse=True)
             return [self._info(e) for e in entries if states is None or e.record.state in states][:limit]
 
+    def output_dir(self, job_id: str):
+        """The folder where job ``job_id`` keeps its files (not_found for unknown jobs)."""
+        with self._cond:
+            self._entry(job_id)
+        return self.records.output_dir(job_id)
+
     def result(self, job_id: str) -> dict:
         """The full result of a done job, read from disk; raises UserError otherwise
         (not_ready while pending, the job's own error when it failed, cancelled)."""

@@ -63,7 +63,15 @@ def job_cancel(ctx, call: Call) -> dict:
 
 def job_result(ctx, call: Call) -> dict:
     job_id = require_str(call.params, "job", max_chars=64)
-    return {"job": job_id, "result": ctx.jobs.result(job_id)}
+    result = ctx.jobs.result(job_id)
+    extra = {k: v for k, v in call.params.items() if k != "job"}
+    if extra:
+        kind = ctx.registry.job_kinds.get(ctx.jobs.info(job_id).kind)
+        if kind is None or kind.result_part is None:
+            raise UserError("bad_request", f"job.result takes only 'job' for {ctx.jobs.info(job_id).kind} jobs; "
+                                           f"unexpected {', '.join(sorted(extra))}")
+        result = {**result, **kind.result_part(ctx.jobs.output_dir(job_id), result, extra)}
+    return {"job": job_id, "result": result}
 
 
 def avatar_list(ctx, call: Call) -> dict:

@@ -24,6 +24,10 @@ def _type_name(t) -> str:
     return _TYPE_NAMES.get(t, t.__name__)
 
 
+class _Absent(Exception):
+    """An optional field that is absent and defaults to None (the checks are skipped)."""
+
+
 def _field(params, name: str, default, where: str):
     if not isinstance(params, dict):
         raise UserError("bad_request", f"{where} must be a map")
@@ -31,9 +35,26 @@ def _field(params, name: str, default, where: str):
         return params[name]
     if default is _MISSING:
         raise UserError("bad_request", f"{where}.{name} is missing")
+    if default is None:
+        raise _Absent()
     return default
 
 
+def _optional(check):
+    """Let ``check(..., default=None)`` return None for an absent field instead of failing
+    its type test: optional parameters without a default value."""
+    import functools
+
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        try:
+            return check(*args, **kwargs)
+        except _Absent:
+            return None
+    return wrapper
+
+
+@_optional
 def require_str(params: dict, name: str, *, default=_MISSING, max_chars: int = 1024, choices=None,
                 where: str = "params") -> str:
     value = _field(params, name, default, where)
@@ -46,6 +67,7 @@ def require_str(params: dict, name: str, *, default=_MISSING, max_chars: int = 1
     return value
 
 
+@_optional
 def require_bool(params: dict, name: str, *, default=_MISSING, where: str = "params") -> bool:
     value = _field(params, name, default, where)
     if not isinstance(value, bool):
@@ -53,6 +75,7 @@ def require_bool(params: dict, name: str, *, default=_MISSING, where: str = "par
     return value
 
 
+@_optional
 def require_int(params: dict, name: str, *, default=_MISSING, min_value: int | None = None,
                 max_value: int | None = None, where: str = "params") -> int:
     value = _field(params, name, default, where)
@@ -62,6 +85,7 @@ def require_int(params: dict, name: str, *, default=_MISSING, min_value: int | N
     return value
 
 
+@_optional
 def require_float(params: dict, name: str, *, default=_MISSING, min_value: float | None = None,
                   max_value: float | None = None, where: str = "params") -> float:
     value = _field(params, name, default, where)
@@ -78,6 +102,7 @@ def _check_range(value, min_value, max_value, label: str) -> None:
         raise UserError("bad_request", f"{label} must be at most {max_value}, got {value}")
 
 
+@_optional
 def require_map(params: dict, name: str, *, default=_MISSING, where: str = "params") -> dict:
     value = _field(params, name, default, where)
     if not isinstance(value, dict):
@@ -85,6 +110,7 @@ def require_map(params: dict, name: str, *, default=_MISSING, where: str = "para
     return value
 
 
+@_optional
 def require_list(params: dict, name: str, *, default=_MISSING, max_items: int | None = None,
                  where: str = "params") -> list:
     value = _field(params, name, default, where)
@@ -95,6 +121,7 @@ def require_list(params: dict, name: str, *, default=_MISSING, max_items: int | 
     return value
 
 
+@_optional
 def require_bytes(params: dict, name: str, *, default=_MISSING, max_bytes: int | None = None,
                   where: str = "params") -> memoryview:
     """A binary field (inline bin or a $buf frame) as a read-only memoryview."""
@@ -107,6 +134,7 @@ def require_bytes(params: dict, name: str, *, default=_MISSING, max_bytes: int |
     return view
 
 
+@_optional
 def require_array(params: dict, name: str, *, default=_MISSING, kinds: str = "biufc", ndim: int | None = None,
                   shape: tuple | None = None, where: str = "params") -> np.ndarray:
     """An array field ($nd). kinds: allowed numpy dtype kinds ("f" floats, "iu" ints...).
@@ -138,9 +166,12 @@ class ImageBytes:
     height: int
 
 
-def require_image(params: dict, name: str, limits: Limits, *, default=_MISSING, where: str = "params") -> ImageBytes:
-    """An encoded PNG/JPEG field: reads only the file header to check its size against
-    ``limits.max_image_pixels`` (too_large) and that it is an image (bad_image)."""
+@_optional
+def require_image(params: dict, name: str, limits: Limits, *, default=_MISSING, where: str = "params",
+                  formats: tuple[str, ...] = ("png", "jpeg")) -> ImageBytes:
+    """An encoded image field: reads only the file header to check its size against
+    ``limits.max_image_pixels`` (too_large) and that it is an image of one of ``formats``
+    (bad_image)."""
     from PIL import Image, UnidentifiedImageError
 
     data = require_bytes(params, name, default=default, max_bytes=limits.max_message_bytes, where=where)
@@ -152,13 +183,18 @@ def require_image(params: dict, name: str, limits: Limits, *, default=_MISSING, 
         raise UserError("too_large", f"{label} declares an absurd number of pixels; this server accepts at most "
                                      f"{limits.max_image_pixels / 1e6:g} megapixels") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise UserError("bad_image", f"{label} is not a PNG or JPEG image that can be read") from None
-    if fmt not in ("png", "jpeg"):
-        raise UserError("bad_image", f"{label} is a {fmt or 'unknown'} image; send PNG or JPEG")
+        raise UserError("bad_image", f"{label} is not a {_format_list(formats)} image that can be read") from None
+    if fmt not in formats:
+        raise UserError("bad_image", f"{label} is a {fmt or 'unknown'} image; send {_format_list(formats)}")
     if width * height > limits.max_image_pixels:
         raise UserError("too_large", f"{label} is {width}x{height} pixels; this server accepts at most "
                                      f"{limits.max_image_pixels / 1e6:g} megapixels, scale it down")
     return ImageBytes(data, fmt, width, height)
+
+
+def _format_list(formats: tuple[str, ...]) -> str:
+    names = [f.upper() if len(f) <= 4 else f.capitalize() for f in formats]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def check_frame_count(n_frames: int, limits: Limits, label: str = "the render") -> None:

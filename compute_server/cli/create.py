@@ -1,0 +1,85 @@
+"""``headsplat create IMAGE... --preset draft --out DIR``: make an avatar from photos.
+
+Writes DIR/avatar.ply (the Gaussians at the neutral pose, a standard 3DGS PLY),
+DIR/avatar.json (metadata), DIR/preview.png and DIR/turntable.png; prints the avatar id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from compute_server.errors import UserError
+
+from .common import add_client_options
+from .progress import ProgressBar
+from .session import add_embedded_options, server_session
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("create", help="make an avatar from one or more photos of a face (or a short video)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="photos of one person (JPEG/PNG/WebP), or one video")
+    p.add_argument("--preset", default="standard", choices=("draft", "standard", "high"),
+                   help="quality preset (draft: minutes on a CPU; standard and high want a GPU)")
+    p.add_argument("--name", default="", help="a name for the avatar")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same inputs + seed = same avatar)")
+    p.add_argument("--diffusion", default="none", help="diffusion model for unseen views (see `headsplat info`)")
+    p.add_argument("--head-model", default="builtin", help="head model name (see `headsplat info`)")
+    p.add_argument("--iterations", type=int, help="override the preset's optimization iterations")
+    p.add_argument("--size", type=int, help="override the preset's training resolution (pixels)")
+    p.add_argument("--out", type=Path, help="folder for avatar.ply, avatar.json and previews")
+    add_client_options(p)
+    add_embedded_options(p)
+    p.set_defaults(func=run)
+
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi")
+
+
+def request_params(args) -> dict:
+    files = [Path(p) for p in args.images]
+    for path in files:
+        if not path.is_file():
+            raise UserError("bad_request", f"no such file: {path}")
+    params = {"preset": args.preset, "name": args.name or files[0].stem, "seed": args.seed,
+              "diffusion": args.diffusion, "head_model": args.head_model}
+    if len(files) == 1 and files[0].suffix.lower() in VIDEO_SUFFIXES:
+        params["video"] = {"name": files[0].name, "data": files[0].read_bytes()}
+    else:
+        params["images"] = [{"name": p.name, "data": p.read_bytes()} for p in files]
+    options = {k: v for k, v in (("iterations", args.iterations), ("image_size", args.size)) if v}
+    if options:
+        params["options"] = options
+    return params
+
+
+def run(args) -> int:
+    params = request_params(args)
+    with server_session(args) as client:
+        job = client.submit("avatar.create", params)
+        bar = ProgressBar(f"avatar {params['name']}")
+        result = client.wait_job(job, on_progress=bar)
+        bar.finish(f"avatar {result['avatar']}: {result['splats']} Gaussians, input PSNR "
+                   f"{result['metrics'].get('input_psnr_db', float('nan')):.2f} dB")
+        if args.out:
+            write_avatar_folder(client, result["avatar"], args.out)
+            print(f"wrote {args.out}/avatar.ply, avatar.json, preview.png, turntable.png")
+    print(result["avatar"])
+    return 0
+
+
+def write_avatar_folder(client, avatar_id: str, out: Path) -> None:
+    """Fetch an avatar's previews and metadata, and its neutral-pose PLY (posed by the server)."""
+    out.mkdir(parents=True, exist_ok=True)
+    avatar = client.get_avatar(avatar_id, include=["preview.png", "turntable.png"])
+    for name, data in avatar["files"].items():
+        (out / name).write_bytes(bytes(data))
+    (out / "avatar.json").write_text(json.dumps(avatar["metadata"], indent=1, sort_keys=True))
+    job = client.submit("render.frames", {"avatar": avatar_id, "format": "ply", "camera_preset": "portrait"})
+    frames = client.wait_job(job)
+    data = client.call("job.result", {"job": job, "frames": [0, 1]})["result"]["frame_data"][0]["frame"]["data"]
+    tmp = out / f".avatar.ply.{os.getpid()}"
+    tmp.write_bytes(bytes(data))
+    os.replace(tmp, out / "avatar.ply")
+    del frames

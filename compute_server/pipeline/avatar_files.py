@@ -1,0 +1,89 @@
+"""Writing and reading an avatar folder (docs/formats.md, "Avatar folder").
+
+One place knows which file holds what, so the job that makes avatars, the renderer, the
+exporters and the tests agree.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from shared.camera import Camera
+from shared.splat_format import LocalSplats
+
+from ..errors import UserError
+from ..head.model import HeadModel
+from ..splats.model import SplatModel
+
+RIG_ARRAYS = ("rest_vertices", "faces", "expression_deltas", "joint_rest", "joint_parents", "skin_weights",
+              "face_region")
+
+
+def rig_arrays(head_model: HeadModel, shape: np.ndarray, static_offset: np.ndarray | None = None) -> dict:
+    """The numeric arrays of rig.npz for an identity ``shape`` (S,)."""
+    export = head_model.rig_export(np.asarray(shape, dtype=np.float32))
+    arrays = {k: np.asarray(export[k]) for k in RIG_ARRAYS}
+    arrays["faces"] = arrays["faces"].astype(np.int32)
+    arrays["joint_parents"] = arrays["joint_parents"].astype(np.int32)
+    arrays["face_region"] = arrays["face_region"].astype(np.int32)
+    arrays["shape"] = np.asarray(shape, dtype=np.float32)
+    offset = np.zeros_like(arrays["rest_vertices"]) if static_offset is None else static_offset
+    arrays["static_offset"] = np.asarray(offset, dtype=np.float32)
+    arrays["rest_vertices"] = (arrays["rest_vertices"] + arrays["static_offset"]).astype(np.float32)
+    return arrays
+
+
+def png_bytes(rgba: np.ndarray) -> bytes:
+    """(H, W, 4) or (H, W, 3) float in [0, 1] -> 8-bit PNG bytes."""
+    from PIL import Image
+
+    mode = "RGBA" if rgba.shape[-1] == 4 else "RGB"
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(rgba, 0, 1) * 255).round().astype(np.uint8), mode).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@dataclass
+class LoadedAvatar:
+    """An avatar ready to render: its Gaussians, head model and identity."""
+
+    avatar_id: str
+    metadata: dict
+    splats: SplatModel
+    head_model: HeadModel
+    shape: torch.Tensor          # (1, S)
+    static_offset: torch.Tensor  # (V, 3)
+    portrait_camera: Camera | None
+
+    @property
+    def n_expr(self) -> int:
+        return self.head_model.n_expr
+
+
+def load_avatar(store, avatar_id: str, catalog, device: torch.device) -> LoadedAvatar:
+    """Read an avatar from the store and its head model from the catalog (UserError if the
+    model it was made with is not available on this server any more)."""
+    metadata, arrays, _ = store.get(avatar_id, ["splats.npz", "rig.npz"])
+    if "splats" not in arrays or "rig" not in arrays:
+        raise UserError("bad_file", f"avatar {avatar_id} has no splats/rig data; it was not made by avatar.create")
+    head_info = metadata.get("head_model", {})
+    head_model = catalog.load(head_info.get("name", "builtin"), device)
+    expected = head_info.get("sha256")
+    if expected and head_model.source_sha256 and expected != head_model.source_sha256:
+        raise UserError("bad_model", f"avatar {avatar_id} was made with a different version of head model "
+                                     f"{head_info.get('name')!r} than this server has; recreate the avatar")
+    splats = LocalSplats.from_arrays({k: np.array(v) for k, v in arrays["splats"].items()})
+    splats.check_binding(head_model.n_faces)
+    rig = arrays["rig"]
+    camera = metadata.get("portrait_camera")
+    return LoadedAvatar(
+        avatar_id=avatar_id, metadata=metadata,
+        splats=SplatModel.from_local_splats(splats, device=device),
+        head_model=head_model,
+        shape=torch.as_tensor(np.array(rig["shape"]), dtype=torch.float32, device=device)[None],
+        static_offset=torch.as_tensor(np.array(rig["static_offset"]), dtype=torch.float32, device=device),
+        portrait_camera=Camera.from_wire(camera) if camera else None)

@@ -1,0 +1,40 @@
+"""Plugs the pipeline into the server: the job kinds behind ``avatar.create``,
+``motion.track`` and ``render.frames``, and what ``server.info`` lists as head models and
+diffusion models. Loaded by ``compute_server.server.app`` at start."""
+
+from __future__ import annotations
+
+import logging
+
+from ..jobs.context import JobKind
+from . import avatar_create, motion_track, render_frames
+from .head_models import HeadModelCatalog
+from .services import PipelineServices
+
+log = logging.getLogger(__name__)
+
+
+def _diffusion_models(server_ctx):
+    try:
+        from ..diffusion.registry import register as register_diffusion
+    except ModuleNotFoundError as exc:  # the diffusion extra is optional
+        log.info("diffusion backends unavailable: %s", exc)
+        return None
+    return register_diffusion(server_ctx)
+
+
+def register(server_ctx) -> None:
+    catalog = HeadModelCatalog(server_ctx.config.head_models)
+    services = PipelineServices(head_models=catalog, diffusion=_diffusion_models(server_ctx))
+    server_ctx.providers.head_models = catalog.describe
+    server_ctx.pipeline = services
+    for module, uses in ((avatar_create, None), (motion_track, None),
+                         (render_frames, lambda req: [req.avatar])):
+        name = {avatar_create: "avatar.create", motion_track: "motion.track", render_frames: "render.frames"}[module]
+        server_ctx.registry.add_job_kind(JobKind(
+            name,
+            validate=lambda params, ctx, m=module: m.validate(params, ctx, services),
+            run=lambda job_ctx, req, m=module: m.run(job_ctx, req, services),
+            summarize=module.summarize,
+            avatars_used=uses,
+            result_part=getattr(module, "result_part", None)))

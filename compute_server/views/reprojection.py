@@ -1,0 +1,116 @@
+"""Novel views of the head painted from the photo: reprojection, mirror, fill.
+
+For every pixel of a target view that sees the head mesh, the surface point is projected
+into the photo; if the photo sees that point unoccluded, its colour is taken (sharp, at
+the photo's resolution). Otherwise the point's mirror image across the face's symmetry
+plane is tried. What remains gets the smoothly completed vertex colours. The result is
+the no-diffusion novel view (and the starting image the diffusion backends refine).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.camera import Camera
+
+from .records import TrainingView
+from .surface import SurfaceView, bilinear_sample, render_surface, visible_in
+from .vertex_colors import VertexColors
+
+_MIRROR = np.array([-1.0, 1.0, 1.0])
+MIN_FACING = 0.3       # cosine: surface seen at a grazing angle in the photo is too smeared to copy
+MATTE_EROSION_PX = 2   # photo pixels at the matte's edge mix in the background
+
+
+def _trusted_matte(matte: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.minimum_filter(matte, size=2 * MATTE_EROSION_PX + 1)
+
+
+def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColors, *, source_image: np.ndarray,
+                     source_matte: np.ndarray, source_camera: Camera, source_surface: SurfaceView,
+                     target_camera: Camera, head_params: dict, weight: float, name: str = "",
+                     use_mirror: bool = True) -> TrainingView:
+    """Paint the posed mesh (V, 3) as seen by ``target_camera`` from the source photo.
+
+    The mesh must be posed as in the photo (the same vertices the source_surface was
+    rendered from). Returns a TrainingView whose mask and loss_mask are the mesh's
+    coverage in the target view and whose ``known`` marks photo-derived pixels.
+    """
+    target = render_surface(vertices, faces, [target_camera], vertex_attrs=colors.colors)[0]
+    h, w = target.mask.shape
+    image = np.zeros((h, w, 3), np.float32)
+    known = np.zeros((h, w), np.float32)
+    ys, xs = np.nonzero(target.mask)
+    pts = target.points[ys, xs]
+    nrm = target.normals_world[ys, xs]
+    filled = target.attrs[ys, xs]
+    colors_out = filled.copy()
+    matte = _trusted_matte(source_matte)
+    direct, px = visible_in(pts, nrm, source_camera, source_surface, min_facing=MIN_FACING)
+    direct &= bilinear_sample(matte, px) > 0.5
+    colors_out[direct] = bilinear_sample(source_image, px[direct])
+    if use_mirror:
+        mirror_pts, mirror_nrm = pts * _MIRROR, nrm * _MIRROR
+        mirrored, mpx = visible_in(mirror_pts, mirror_nrm, source_camera, source_surface, min_facing=MIN_FACING)
+        mirrored &= ~direct
+        mirrored &= bilinear_sample(matte, mpx) > 0.5
+        colors_out[mirrored] = bilinear_sample(source_image, mpx[mirrored])
+        from_photo = direct | mirrored
+    else:
+        from_photo = direct
+    image[ys, xs] = colors_out
+    known[ys, xs] = from_photo
+    mask = target.mask.astype(np.float32)
+    return TrainingView(image=image, mask=mask, camera=target_camera, head_params=head_params, weight=weight,
+                        loss_mask=mask.copy(), normals=target.normals_camera.astype(np.float32), known=known,
+                        kind="reprojected", name=name,
+                        meta={"known_fraction": float(known.sum() / max(mask.sum(), 1.0))})
+
+
+def mirror_camera(camera: Camera) -> Camera:
+    """The camera that sees the mirror image (x -> -x in head space) of what ``camera`` sees,
+    as a horizontally flipped picture."""
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    return Camera(flip @ camera.world_to_camera @ flip, camera.fx, camera.fy, camera.width - camera.cx, camera.cy,
+                  camera.width, camera.height, camera.near, camera.far)
+
+
+def mirror_axis_angle(aa: np.ndarray) -> np.ndarray:
+    """A rotation (..., 3) mirrored across the x = 0 plane: axial vectors map to (x, -y, -z)."""
+    return np.asarray(aa) * np.array([1.0, -1.0, -1.0], dtype=np.float32)
+
+
+def mirror_head_params(params: dict, expression_names: list[str]) -> dict:
+    """Head parameters of the mirrored head: left/right expression components and eyes swap."""
+    out = {k: np.array(v, dtype=np.float32, copy=True) for k, v in params.items()}
+    for key in ("rotation", "neck_pose", "jaw_pose"):
+        out[key] = mirror_axis_angle(out[key])
+    eyes = out["eyes_pose"].reshape(-1, 2, 3)
+    out["eyes_pose"] = mirror_axis_angle(eyes[:, ::-1]).reshape(out["eyes_pose"].shape)
+    out["translation"] = out["translation"] * np.array([-1.0, 1.0, 1.0], dtype=np.float32)
+    names = list(expression_names)
+    expr = out["expr"]
+    swapped = expr.copy()
+    for i, name in enumerate(names):
+        for a, b in (("left", "right"), ("right", "left")):
+            if a in name:
+                partner = name.replace(a, b)
+                if partner in names:
+                    swapped[..., i] = expr[..., names.index(partner)]
+    out["expr"] = swapped
+    return out
+
+
+def mirrored_view(view: TrainingView, expression_names: list[str], weight: float) -> TrainingView:
+    """The photo flipped left-right, seen by the mirrored camera: a second real-looking view
+    of a (nearly symmetric) head, which helps the side the photo shows less of."""
+    flip = lambda a: None if a is None else np.ascontiguousarray(a[:, ::-1])  # noqa: E731
+    normals = None
+    if view.normals is not None:
+        normals = flip(view.normals) * np.array([-1.0, 1.0, 1.0], dtype=np.float32)
+    return TrainingView(image=flip(view.image), mask=flip(view.mask), camera=mirror_camera(view.camera),
+                        head_params=mirror_head_params(view.head_params, expression_names), weight=weight,
+                        loss_mask=flip(view.loss_mask), normals=normals, known=flip(view.known), kind="mirror",
+                        name=f"{view.name} (mirrored)")

@@ -1,0 +1,121 @@
+"""View synthesizers: the novel training views an avatar is optimized against besides
+its photos.
+
+A synthesizer gets everything known about the photo and the fitted head
+(``SynthesisInput``) and a list of target cameras, and returns ``TrainingView`` records.
+The ``none`` backend (``ReprojectionSynthesizer``) paints the mesh from the photo by
+reprojection, mirror symmetry and smooth fill; diffusion backends
+(``compute_server.diffusion``) start from those same views and repaint what the photo
+could not see, conditioned on the mesh's normal maps (GAF).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import numpy as np
+
+from shared.camera import Camera
+
+from .reprojection import reprojected_view
+from .records import TrainingView
+from .surface import SurfaceView
+from .vertex_colors import VertexColors
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class SynthesisInput:
+    """What a synthesizer may use. Arrays are numpy, head space, the photo's pose.
+
+    image: (H, W, 3) the aligned photo crop in [0, 1]; matte: (H, W); camera: its camera.
+    head_params: the photo's fitted head parameters (one frame, HEAD_PARAM_KEYS).
+    vertices: (V, 3) the mesh posed like the photo; faces: (F, 3); rest_vertices: (V, 3)
+    the neutral mesh of this identity; face_region (F,), region_names: the model's regions.
+    vertex_colors: the completed colours; surface: the photo camera's SurfaceView.
+    expression_names: the head model's components. seed: for anything random.
+    """
+
+    image: np.ndarray
+    matte: np.ndarray
+    camera: Camera
+    head_params: dict
+    vertices: np.ndarray
+    faces: np.ndarray
+    rest_vertices: np.ndarray
+    face_region: np.ndarray
+    region_names: list[str]
+    vertex_colors: VertexColors
+    surface: SurfaceView
+    expression_names: list[str]
+    seed: int = 0
+
+
+class ViewSynthesizer(Protocol):
+    """Makes training views for target cameras. ``name`` is what server.info lists."""
+
+    name: str
+
+    def synthesize(self, inp: SynthesisInput, cameras: list[Camera], *, weight: float,
+                   progress: Progress | None = None) -> list[TrainingView]: ...
+
+
+class ReprojectionSynthesizer:
+    """The ``none`` backend: reprojection + mirror + smooth fill, no learned prior."""
+
+    name = "none"
+
+    def synthesize(self, inp: SynthesisInput, cameras: list[Camera], *, weight: float,
+                   progress: Progress | None = None) -> list[TrainingView]:
+        views = []
+        for i, camera in enumerate(cameras):
+            views.append(reprojected_view(
+                inp.vertices, inp.faces, inp.vertex_colors, source_image=inp.image, source_matte=inp.matte,
+                source_camera=inp.camera, source_surface=inp.surface, target_camera=camera,
+                head_params=inp.head_params, weight=weight, name=f"novel view {i}"))
+            if progress:
+                progress((i + 1) / len(cameras), f"novel view {i + 1} of {len(cameras)}")
+        return views
+
+
+@dataclass
+class PriorRequest:
+    """Current renders of the avatar at random novel cameras, for a denoising prior.
+
+    renders: (K, H, W, 3) in [0, 1] over a white background; alphas: (K, H, W);
+    normal_maps: (K, H, W, 3) the mesh's camera-space normals (OpenCV axes), 0 off the mesh;
+    mesh_masks: (K, H, W) mesh coverage; cameras: the K cameras; reference_image /
+    reference_mask: the photo crop and its matte; step: optimizer iteration; seed.
+    """
+
+    renders: np.ndarray
+    alphas: np.ndarray
+    normal_maps: np.ndarray
+    mesh_masks: np.ndarray
+    cameras: list[Camera]
+    reference_image: np.ndarray
+    reference_mask: np.ndarray
+    step: int
+    seed: int
+
+
+class DenoisingPrior(Protocol):
+    """GAF's iteratively-denoised pseudo ground truth, used inside the optimization.
+
+    refresh_every: iterations between refreshes; views_per_refresh: K; weight: loss weight
+    of the pseudo views relative to the photo. ``pseudo_ground_truth`` noises the renders'
+    latents to a random t and denoises them conditioned on the normal maps; it must call
+    ``check_cancel`` at every denoising step.
+    """
+
+    refresh_every: int
+    views_per_refresh: int
+    weight: float
+
+    def pseudo_ground_truth(self, request: PriorRequest, check_cancel: Callable[[], None]) -> np.ndarray: ...
+
+
+def synthesizer_names() -> list[str]:
+    return [ReprojectionSynthesizer.name]

@@ -1,0 +1,172 @@
+"""avatar.create, render.frames and the PLY export through a real server on loopback
+(tiny settings: 96 px, 40 iterations, CPU)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from shared.client import Client, JobFailed, ServerError
+from shared.splat_format import SPLAT_FIELDS, ply_property_names
+from tests.pipeline_helpers import create_params, decode_png, noise_png
+from tests.server_harness import inprocess_server
+
+
+@pytest.fixture(scope="module")
+def pipeline_server(tmp_path_factory):
+    with inprocess_server(tmp_path_factory.mktemp("pipeline")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(pipeline_server):
+    with Client(pipeline_server.endpoint, timeout_s=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def created(client):
+    events = []
+    job = client.submit("avatar.create", create_params())
+    result = client.wait_job(job, on_progress=events.append, timeout_s=600)
+    return {"job": job, "result": result, "events": events}
+
+
+def test_create_reports_stages_in_order_with_previews(created):
+    stages = []
+    for event in created["events"]:
+        if event.get("stage") and (not stages or stages[-1] != event["stage"]):
+            stages.append(event["stage"])
+    order = [s for s in stages if s in ("prepare", "fit", "views", "optimize", "save")]
+    assert order == ["prepare", "fit", "views", "optimize", "save"]
+    previews = [e["preview"] for e in created["events"] if e.get("preview")]
+    assert previews and decode_png(previews[0]["data"]).shape[2] == 4
+    fractions = [e["fraction"] for e in created["events"] if e.get("fraction") is not None]
+    assert fractions == sorted(fractions)
+
+
+def test_create_publishes_a_complete_avatar(client, created):
+    result = created["result"]
+    avatar = client.get_avatar(result["avatar"])
+    meta, arrays = avatar["metadata"], avatar["arrays"]
+    splats = arrays["splats"]
+    assert set(SPLAT_FIELDS) <= set(splats)
+    n = result["splats"]
+    assert splats["means_local"].shape == (n, 3) and splats["binding"].shape == (n,)
+    rig = arrays["rig"]
+    n_faces, n_verts = meta["counts"]["faces"], meta["counts"]["vertices"]
+    assert splats["binding"].min() >= 0 and splats["binding"].max() < n_faces
+    assert len(np.unique(splats["binding"])) == n_faces            # every triangle keeps a Gaussian
+    assert rig["rest_vertices"].shape == (n_verts, 3) and rig["faces"].shape == (n_faces, 3)
+    assert rig["expression_deltas"].shape == (meta["head_model"]["n_expr"], n_verts, 3)
+    assert rig["skin_weights"].shape == (n_verts, 5) and np.allclose(rig["skin_weights"].sum(1), 1, atol=1e-4)
+    assert arrays["fit"]["expr"].shape == (1, meta["head_model"]["n_expr"])
+    assert meta["preset"] == "draft" and meta["seed"] == 3 and meta["sources"][0]["name"] == "astronaut.jpg"
+    assert len(meta["head_model"]["expression_names"]) == meta["head_model"]["n_expr"]
+    assert decode_png(avatar["files"]["preview.png"]).shape == (96, 96, 4)
+    assert result["metrics"]["input_psnr_db"] > 10
+
+
+def test_same_seed_gives_the_same_avatar(client, created):
+    again = client.wait_job(client.submit("avatar.create", create_params()), timeout_s=600)
+    a = client.get_avatar(created["result"]["avatar"], include=["splats.npz"])["arrays"]["splats"]
+    b = client.get_avatar(again["avatar"], include=["splats.npz"])["arrays"]["splats"]
+    for key in SPLAT_FIELDS:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _render(client, avatar, **params):
+    frames = {}
+    job = client.submit("render.frames", {"avatar": avatar, **params})
+    result = client.wait_job(job, on_progress=lambda e: frames.__setitem__(e["frame_index"], e) if e.get("frame") else None,
+                             timeout_s=300)
+    return job, result, frames
+
+
+def test_jaw_opening_moves_the_mouth_not_the_forehead(client, created):
+    avatar = created["result"]["avatar"]
+    jaw = np.zeros((2, 3), np.float32)
+    jaw[1, 0] = 0.35
+    _, result, frames = _render(client, avatar, params={"jaw_pose": jaw}, camera_preset="portrait")
+    closed = decode_png(frames[0]["frame"]["data"]).astype(float)
+    opened = decode_png(frames[1]["frame"]["data"]).astype(float)
+    diff = np.abs(closed - opened)[..., :3].mean(-1)
+    h = diff.shape[0]
+    assert diff[int(h * 0.55):int(h * 0.85)].mean() > 4 * diff[int(h * 0.1):int(h * 0.35)].mean() + 0.5
+
+
+def test_turntable_with_depth_streams_frames_and_serves_ranges(client, created):
+    avatar = created["result"]["avatar"]
+    job, result, frames = _render(client, avatar, camera_preset="turntable", params={"jaw_pose": np.zeros((4, 3), np.float32)},
+                                  size=[64, 48], depth=True, first_frame=10)
+    assert result["frames"] == 4 and sorted(frames) == [0, 1, 2, 3]
+    assert frames[2]["frame_number"] == 12 and decode_png(frames[2]["frame"]["data"]).shape == (48, 64, 4)
+    depth = np.asarray(frames[0]["depth"])
+    assert depth.shape == (48, 64) and depth.max() > 0.3 and depth.min() == 0.0
+    part = client.call("job.result", {"job": job, "frames": [1, 3]})["result"]["frame_data"]
+    assert [p["frame_number"] for p in part] == [11, 12]
+    assert bytes(part[1]["frame"]["data"]) == bytes(frames[2]["frame"]["data"])
+
+
+def test_ply_export_has_the_standard_3dgs_layout(client, created):
+    from compute_server.splats.ply import read_ply_columns
+
+    avatar = created["result"]["avatar"]
+    _, result, frames = _render(client, avatar, format="ply", camera_preset="portrait")
+    columns = read_ply_columns(bytes(frames[0]["frame"]["data"]))
+    sh_degree = client.get_avatar(avatar, include=[])["metadata"]["sh_degree"]
+    assert list(columns) == ply_property_names(sh_degree)
+    assert len(columns["x"]) == created["result"]["splats"]
+    quats = np.stack([columns[f"rot_{i}"] for i in range(4)], 1)
+    assert np.allclose(np.linalg.norm(quats, axis=1), 1, atol=1e-4)
+    assert np.all(np.abs(columns["y"]) < 0.5)   # metres, head-sized
+
+
+@pytest.mark.parametrize("params, code", [
+    ({"avatar": "av_doesnotexist0"}, "not_found"),
+    ({"params": {"expr": np.zeros((2, 999), np.float32)}}, "bad_request"),
+    ({"params": {"jaw_pose": np.zeros((2, 4), np.float32)}}, "bad_request"),
+    ({"cameras": [{"fx": 1}]}, "bad_request"),
+    ({"params": {"jaw_pose": np.zeros((100_000, 3), np.float32)}}, "too_large"),
+    ({"format": "gif"}, "bad_request"),
+])
+def test_render_refuses_bad_requests_at_submission(client, created, params, code):
+    with pytest.raises(ServerError) as info:
+        client.submit("render.frames", {"avatar": created["result"]["avatar"], **params})
+    assert info.value.code == code
+
+
+@pytest.mark.parametrize("overrides, code", [
+    ({"images": [{"name": "broken.jpg", "data": b"\xff\xd8\xff\xe0 not really a jpeg"}]}, "bad_image"),
+    ({"preset": "ultra"}, "bad_request"),
+    ({"diffusion": "sd-does-not-exist"}, "unavailable"),
+    ({"head_model": "flame1999"}, "bad_request"),
+    ({"images": []}, "bad_request"),
+])
+def test_create_refuses_bad_requests_at_submission(client, overrides, code):
+    with pytest.raises(ServerError) as info:
+        client.submit("avatar.create", create_params(**overrides))
+    assert info.value.code == code
+
+
+def test_a_photo_without_a_face_fails_with_no_face_naming_it(client):
+    job = client.submit("avatar.create", create_params(images=[{"name": "static.png", "data": noise_png()}]))
+    with pytest.raises(JobFailed) as info:
+        client.wait_job(job, timeout_s=120)
+    assert info.value.code == "no_face" and "static.png" in info.value.message
+    assert client.info()["protocol"] == 1
+
+
+def test_cancel_during_optimization_takes_effect_within_a_second(client):
+    job = client.submit("avatar.create", create_params(options={"iterations": 5000, "image_size": 96}))
+    deadline = time.monotonic() + 120
+    while client.job_status(job).stage != "optimize":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    asked = time.monotonic()
+    client.cancel(job)
+    while client.job_status(job).state.value != "cancelled":
+        assert time.monotonic() - asked < 1.0
+        time.sleep(0.02)
