@@ -1,0 +1,106 @@
+"""Render the shot on the server, preview the current frame, set up the compositor."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+from bpy.props import StringProperty
+
+from .. import compositor, connection, render_flow, shot
+from .._shared import curve_sampling
+from ..scene_import.rig import PROP_AVATAR_NAME
+from .common import conclude, report_failure, wait_property
+
+
+def _start(operator, context, frames, *, preview: bool):
+    scene = context.scene
+    settings = scene.headsplat
+    try:
+        connection.require_connected()
+        if not connection.server_has("render.frames"):
+            raise ValueError("this server cannot render avatars yet (it does not offer render.frames); update the "
+                             "server")
+        rigs = render_flow.render_targets(scene, operator.target)
+        shot_id = render_flow.new_shot_id()
+        tickets = [render_flow.start_render(scene, rig, frames, fmt="PNG" if preview else settings.render_format,
+                                            depth=settings.use_depth and not preview,
+                                            composite=settings.setup_compositor, preview=preview, shot_id=shot_id)
+                   for rig in rigs]
+    except (ValueError, OSError) as exc:
+        return report_failure(operator, str(exc))
+    what = f"frame {frames[0]}" if preview else f"{len(frames)} frame(s) of {len(tickets)} avatar(s)"
+    return conclude(operator, tickets, started=f"Rendering {what} on the server...")
+
+
+class HEADSPLAT_OT_render_shot(bpy.types.Operator):
+    """Render the avatars over the scene's frame range on the server and composite them over Blender's render"""
+
+    bl_idname = "headsplat.render_shot"
+    bl_label = "Render Shot"
+
+    target: StringProperty(name="Rig", description="Render only this rig (default: every HeadSplat rig)")
+    wait: wait_property()
+
+    def execute(self, context):
+        scene = context.scene
+        try:
+            frames = curve_sampling.frame_numbers(scene.frame_start, scene.frame_end)
+        except ValueError as exc:
+            return report_failure(self, str(exc))
+        return _start(self, context, [int(f) for f in frames], preview=False)
+
+
+class HEADSPLAT_OT_preview_frame(bpy.types.Operator):
+    """Render the current frame on the server and show it in an Image Editor"""
+
+    bl_idname = "headsplat.preview_frame"
+    bl_label = "Preview This Frame"
+
+    target: StringProperty(name="Rig", description="Preview only this rig (default: every HeadSplat rig)")
+    wait: wait_property()
+
+    def execute(self, context):
+        return _start(self, context, [context.scene.frame_current], preview=True)
+
+
+class HEADSPLAT_OT_setup_compositor(bpy.types.Operator):
+    """Composite the HeadSplat frames already on disk over Blender's render (no server needed)"""
+
+    bl_idname = "headsplat.setup_compositor"
+    bl_label = "Set Up Compositor"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        scene = context.scene
+        layers = []
+        for rig in render_flow.render_targets(scene) if _has_rigs(scene) else []:
+            name = str(rig.get(PROP_AVATAR_NAME) or rig.name)
+            folder = shot.output_dir(bpy.path.abspath(scene.render.filepath), name, bpy.app.tempdir or os.getcwd())
+            first = None
+            for ext in ("png", "exr"):
+                candidate = os.path.join(folder, shot.frame_file_name(scene.frame_start, ext))
+                if os.path.exists(candidate):
+                    first = candidate
+                    break
+            if first is None:
+                continue
+            depth = os.path.join(folder, shot.frame_file_name(scene.frame_start, "exr", prefix="depth"))
+            layers.append(compositor.FrameLayer(name, first, scene.frame_start, scene.frame_end - scene.frame_start + 1,
+                                                depth if os.path.exists(depth) else ""))
+        if not layers:
+            return report_failure(self, "no HeadSplat frames found for this scene's range; render the shot first")
+        compositor.setup_compositor(scene, layers)
+        self.report({"INFO"}, f"Compositing {len(layers)} avatar layer(s)")
+        return {"FINISHED"}
+
+
+def _has_rigs(scene) -> bool:
+    try:
+        render_flow.render_targets(scene)
+        return True
+    except ValueError:
+        return False
+
+
+CLASSES = (HEADSPLAT_OT_render_shot, HEADSPLAT_OT_preview_frame, HEADSPLAT_OT_setup_compositor)
