@@ -296,3 +296,25 @@ def camera_to_blender(camera: Camera, *, sensor_width_mm: float = 36.0,
         clip_start=camera.near,
         clip_end=camera.far,
     )
+
+
+def camera_for_source_image(crop_camera: Camera, crop_to_source: np.ndarray, source_width: int,
+                            source_height: int) -> Camera:
+    """The camera of the original photo, given the camera of an aligned crop of it.
+
+    crop_to_source: (3, 3) similarity (scale s, in-plane rotation, translation) mapping crop
+    pixel coordinates to source pixel coordinates. The scale goes into the focal length, the
+    translation into the principal point, and the in-plane rotation (crops are rotated to
+    level the eyes) into the extrinsics as a roll about the optical axis. Needs square
+    pixels (fx == fy), which every crop camera here has.
+    """
+    a = np.asarray(crop_to_source, dtype=np.float64)
+    scale = float(np.hypot(a[0, 0], a[1, 0]))
+    cos, sin = a[0, 0] / scale, a[1, 0] / scale
+    if abs(crop_camera.fx - crop_camera.fy) > 1e-6 * crop_camera.fx:
+        raise ValueError("camera_for_source_image needs square pixels (fx == fy)")
+    roll = np.eye(4)
+    roll[:2, :2] = [[cos, -sin], [sin, cos]]
+    cx, cy, _ = a @ np.array([crop_camera.cx, crop_camera.cy, 1.0])
+    return Camera(roll @ crop_camera.world_to_camera, crop_camera.fx * scale, crop_camera.fy * scale, float(cx),
+                  float(cy), int(source_width), int(source_height), crop_camera.near, crop_camera.far)

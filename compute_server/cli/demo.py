@@ -1,46 +1,34 @@
 """``headsplat demo``: the README's main command.
 
-For now it starts an embedded server on a free loopback port, asks it ``server.info``
-like any client would, prints the answer and stops. Later issues turn it into the full
-demo (portrait -> avatar -> rendered shot).
+On the embedded defaults (built-in head model, no diffusion weights, the CPU when there is
+no GPU) it makes an avatar from the bundled astronaut photo, an expression clip, turntable
+and clip renders, and a Blender shot composited by Blender, all in one folder with an
+index page; it ends by printing where that is.
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
-
-from shared.client import Client
-
-from .info import format_info
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="run the demo on the built-in defaults")
-    p.add_argument("--data", metavar="DIR", type=Path,
-                   help="data directory for the embedded server (default: a temporary folder)")
+    p = subparsers.add_parser("demo", help="run the whole product on the built-in defaults into one folder")
+    p.add_argument("--out", type=Path, default=Path("headsplat-demo"), help="output folder (default ./headsplat-demo)")
+    p.add_argument("--preset", default="draft", choices=("draft", "standard", "high"))
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--data", type=Path, help="server data folder (default OUT/server-data)")
+    p.add_argument("--video", type=Path, help="track this driving video instead of the synthesized expression clip")
+    p.add_argument("--iterations", type=int, help="override the preset's optimization iterations")
+    p.add_argument("--no-blender", action="store_true", help="skip the Blender step")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from compute_server.server.app import Server
-    from compute_server.server.config import ServerConfig
-    from compute_server.server.logs import configure_logging
+    from ..demo.runner import DemoSettings, run_demo
 
-    configure_logging("WARNING")
-    with tempfile.TemporaryDirectory(prefix="headsplat-demo-") as scratch:
-        config = ServerConfig(bind="tcp://127.0.0.1:*", data_dir=args.data or Path(scratch), device=args.device)
-        server = Server(config)
-        server.start_background()
-        try:
-            with Client(server.endpoint, timeout_s=10.0) as client:
-                info = client.info()
-        finally:
-            server.stop()
-            server.join(10.0)
-    print(f"embedded server at {server.endpoint} answered server.info:")
-    print(format_info(info))
-    print("\nThe full demo (portrait -> avatar -> rendered shot) arrives with the pipeline issues; "
-          "for now this checks that the install, the server and the protocol work.")
+    settings = DemoSettings(out=args.out.resolve(), preset=args.preset, device=args.device, data=args.data,
+                            video=args.video, blender=not args.no_blender, iterations=args.iterations)
+    index = run_demo(settings)
+    print(f"\nHeadSplat demo finished in {settings.timings['total'] / 60:.1f} min.")
+    print(f"Open {index} (or {index.parent / 'contact_sheet.png'}) to see the results.")
     return 0

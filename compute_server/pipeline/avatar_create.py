@@ -21,7 +21,7 @@ from ..server.validation import require_image, require_int, require_list, requir
 from ..splats.init import initialize_splats
 from ..splats.optimize import optimize_splats
 from ..tracking.portrait_fit import fit_portraits
-from ..views.masks import head_loss_mask
+from ..views.masks import head_region
 from ..views.reprojection import mirrored_view
 from ..views.records import TrainingView
 from ..views.sampling import fixed_ring, head_centre
@@ -195,9 +195,9 @@ def _training_views(head_model, portraits, fit, preset, req, ctx, stages, servic
         vertices = _posed_vertices(head_model, params)
         camera = fit.images[i].camera
         surface = render_surface(vertices, faces, [camera])[0]
-        loss_mask = head_loss_mask(surface.mask, camera, vertices, faces, face_region, head_model.region_names)
-        photo = TrainingView(image=portrait.image, mask=portrait.matte * getattr(portrait, "valid", 1.0),
-                             camera=camera, head_params=params, weight=1.0, loss_mask=loss_mask,
+        region = head_region(surface.mask, camera, vertices, faces, face_region, head_model.region_names)
+        photo = TrainingView(image=portrait.image, mask=portrait.matte * getattr(portrait, "valid", 1.0) * region,
+                             camera=camera, head_params=params, weight=1.0,
                              normals=surface.normals_camera.astype(np.float32), kind="input", name=portrait.name)
         views += [photo, mirrored_view(photo, head_model.expression_names, preset.mirror_weight)]
         if main is None:
@@ -244,7 +244,10 @@ def _save(ctx, req, preset, head_model, portraits, fit, result, main: SynthesisI
         "portrait_camera": main.camera.to_wire(),
         "preset": req.preset, "seed": req.seed, "diffusion": req.diffusion,
         "config": {"preset": preset.to_config()},
-        "sources": [{"name": p.name, "sha256": p.source_sha256} for p in portraits],
+        "sources": [{"name": p.name, "sha256": p.source_sha256, "source_size": [int(x) for x in p.source_size],
+                     "crop_to_source": [float(x) for x in np.asarray(p.crop_to_source).reshape(-1)],
+                     "camera": fit.images[i].camera.to_wire()}
+                    for i, p in enumerate(portraits)],
         "fit": fit.summary(),
         "metrics": {k: float(v) for k, v in result.metrics.items()},
         "timings_s": dict(stages.timings),

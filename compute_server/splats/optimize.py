@@ -281,14 +281,12 @@ def _preview_png(model: SplatModel, view: _PreparedView, faces: torch.Tensor, si
 
 @torch.no_grad()
 def evaluate_views(model: SplatModel, views: list[_PreparedView], faces: torch.Tensor) -> dict:
-    """PSNR / SSIM of the avatar against its photos, on the foreground (matte > 0.5) inside
-    each photo's loss mask (the head region: shoulders are not part of the avatar)."""
+    """PSNR / SSIM of the avatar against its photos, on the foreground (alpha target > 0.5:
+    the photo's matte within the head region, see views.masks)."""
     psnrs, ssims = [], []
     for view in views:
         out = render_avatar(model, view.vertices().detach(), faces, view.viewmats, view.Ks, view.width, view.height)
         fg = (view.mask > 0.5).float()
-        if view.loss_mask is not None:
-            fg = fg * (view.loss_mask > 0.5).float()
         target = view.image * view.mask[..., None]
         psnrs.append(psnr(out.rgb, target, fg))
         ssims.append(float(masked_mean(ssim_map(out.rgb, target), fg)))

@@ -1,10 +1,16 @@
-"""Where a photo may supervise the avatar: the head, not the shoulders.
+"""What the avatar should cover in each training view: the head, not the shoulders, and
+room for hair that stands off the bald mesh.
 
 A portrait's matte covers the person: hair, head, neck and shoulders. The avatar is a
-head on a cut neck, so Gaussians of the neck would stretch to cover a sweater if every
-matte pixel had to be reproduced. The photo's loss is therefore limited to the head
-region: the mesh's own silhouette grown by a margin (hair stands off the bald mesh), and
-nothing below the line where the mesh's neck is cut.
+head on a cut neck, so if every matte pixel had to be reproduced, Gaussians of the neck
+would stretch to cover a sweater (and smear across every other view). A photo's alpha
+target is therefore its matte limited to the head region: the mesh's own silhouette grown
+by a margin, above the line where the mesh's neck is cut; everywhere else the avatar must
+be transparent.
+
+Novel views made from the mesh know where the head is but not where the hair ends, so
+they leave a band around the mesh silhouette unsupervised (hair may or may not be there)
+and ask for transparency beyond it, which keeps floaters out of views the photo never saw.
 """
 
 from __future__ import annotations
@@ -17,21 +23,29 @@ from shared.camera import Camera
 HAIR_MARGIN_FRACTION = 0.09   # of the image size: how far hair may stand off the mesh silhouette
 
 
-def head_loss_mask(mesh_mask: np.ndarray, camera: Camera, vertices: np.ndarray, faces: np.ndarray,
-                   face_region: np.ndarray, region_names: list[str],
-                   margin_fraction: float = HAIR_MARGIN_FRACTION) -> np.ndarray:
-    """(H, W) float mask of the pixels a photo may supervise.
+def _grown(mask: np.ndarray, margin_fraction: float) -> np.ndarray:
+    h, w = mask.shape
+    radius = max(1, int(round(margin_fraction * max(h, w))))
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return ndimage.binary_dilation(mask, structure=xx ** 2 + yy ** 2 <= radius ** 2)
+
+
+def head_region(mesh_mask: np.ndarray, camera: Camera, vertices: np.ndarray, faces: np.ndarray,
+                face_region: np.ndarray, region_names: list[str],
+                margin_fraction: float = HAIR_MARGIN_FRACTION) -> np.ndarray:
+    """(H, W) float: 1 where a photo's matte counts as the avatar's (multiply the matte by it).
 
     mesh_mask: (H, W) bool coverage of the posed mesh (V, 3) with faces (F, 3) in ``camera``.
     """
-    h, w = mesh_mask.shape
-    radius = max(1, int(round(margin_fraction * max(h, w))))
-    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-    disk = xx ** 2 + yy ** 2 <= radius ** 2
-    grown = ndimage.binary_dilation(mesh_mask, structure=disk)
-    cut_rows = _rows_below_neck_cut(camera, vertices, faces, face_region, region_names, h)
-    grown[cut_rows:] = False
-    return grown.astype(np.float32)
+    region = _grown(mesh_mask, margin_fraction)
+    region[_rows_below_neck_cut(camera, vertices, faces, face_region, region_names, mesh_mask.shape[0]):] = False
+    return region.astype(np.float32)
+
+
+def novel_view_loss_mask(mesh_mask: np.ndarray, margin_fraction: float = HAIR_MARGIN_FRACTION) -> np.ndarray:
+    """(H, W) float: 0 in the hair band just outside the mesh silhouette, 1 elsewhere."""
+    band = _grown(mesh_mask, margin_fraction) & ~mesh_mask
+    return (~band).astype(np.float32)
 
 
 def _rows_below_neck_cut(camera: Camera, vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarray,

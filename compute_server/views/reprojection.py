@@ -13,6 +13,7 @@ import numpy as np
 
 from shared.camera import Camera
 
+from .masks import novel_view_loss_mask
 from .records import TrainingView
 from .surface import SurfaceView, bilinear_sample, render_surface, visible_in
 from .vertex_colors import VertexColors
@@ -50,13 +51,15 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
     matte = _trusted_matte(source_matte)
     direct, px = visible_in(pts, nrm, source_camera, source_surface, min_facing=MIN_FACING)
     direct &= bilinear_sample(matte, px) > 0.5
-    colors_out[direct] = bilinear_sample(source_image, px[direct])
+    colors_out[direct] = _blend_by_facing(bilinear_sample(source_image, px[direct]), filled[direct],
+                                          pts[direct], nrm[direct], source_camera)
     if use_mirror:
         mirror_pts, mirror_nrm = pts * _MIRROR, nrm * _MIRROR
         mirrored, mpx = visible_in(mirror_pts, mirror_nrm, source_camera, source_surface, min_facing=MIN_FACING)
         mirrored &= ~direct
         mirrored &= bilinear_sample(matte, mpx) > 0.5
-        colors_out[mirrored] = bilinear_sample(source_image, mpx[mirrored])
+        colors_out[mirrored] = _blend_by_facing(bilinear_sample(source_image, mpx[mirrored]), filled[mirrored],
+                                                mirror_pts[mirrored], mirror_nrm[mirrored], source_camera)
         from_photo = direct | mirrored
     else:
         from_photo = direct
@@ -64,9 +67,21 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
     known[ys, xs] = from_photo
     mask = target.mask.astype(np.float32)
     return TrainingView(image=image, mask=mask, camera=target_camera, head_params=head_params, weight=weight,
-                        loss_mask=mask.copy(), normals=target.normals_camera.astype(np.float32), known=known,
+                        loss_mask=novel_view_loss_mask(target.mask), normals=target.normals_camera.astype(np.float32), known=known,
                         kind="reprojected", name=name,
                         meta={"known_fraction": float(known.sum() / max(mask.sum(), 1.0))})
+
+
+def _blend_by_facing(photo_rgb: np.ndarray, fill_rgb: np.ndarray, points: np.ndarray, normals: np.ndarray,
+                     camera: Camera) -> np.ndarray:
+    """Photo colours where the photo saw the surface head-on, fading to the smooth fill as
+    the photo's view becomes grazing, so there is no seam where reprojection stops."""
+    to_camera = camera.position[None] - points
+    to_camera /= np.maximum(np.linalg.norm(to_camera, axis=1, keepdims=True), 1e-9)
+    facing = np.sum(to_camera * normals, axis=1)
+    t = np.clip((facing - MIN_FACING) / 0.3, 0.0, 1.0)
+    weight = (t * t * (3 - 2 * t))[:, None]
+    return weight * photo_rgb + (1 - weight) * fill_rgb
 
 
 def mirror_camera(camera: Camera) -> Camera:

@@ -1,0 +1,1 @@
+"""``headsplat demo``: the whole product on the embedded defaults, into one folder."""
