@@ -54,15 +54,6 @@ def test_client_commands_without_a_server_exit_3_with_advice(capsys):
         assert f"no HeadSplat server answered at {endpoint} within 0.3 s; start one with `headsplat serve`" in err
 
 
-def test_demo_starts_an_embedded_server_and_prints_its_info(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "compute_server.cli.main", "demo", "--device", "cpu",
-                             "--data", str(tmp_path / "demo")], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "answered server.info" in result.stdout and "HeadSplat compute server" in result.stdout
-    assert "protocol 1" in result.stdout
-
-
 def test_serve_writes_json_logs_on_request(tmp_path):
     with running_server(tmp_path, extra_args=["--log-format", "json"]) as server:
         with server.client() as client:

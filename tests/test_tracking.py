@@ -124,3 +124,14 @@ def test_tracking_a_video_without_faces_is_a_clear_error(model):
     with pytest.raises(UserError) as info:
         track_landmarks(model, np.full((5, 478, 2), np.nan, np.float32), np.zeros(5, bool), (64, 64), 25.0)
     assert info.value.code == "no_face"
+
+
+def test_pose_landmarks_equals_the_full_forward(model):
+    g = torch.Generator().manual_seed(0)
+    params = HeadParams.zeros(model, 4)
+    for key in ("shape", "expr", "rotation", "neck_pose", "jaw_pose", "eyes_pose", "translation"):
+        setattr(params, key, torch.randn(getattr(params, key).shape, generator=g) * 0.3)
+    full = model(params)
+    landmarks, joints = model.pose_landmarks(params)
+    torch.testing.assert_close(landmarks, full.landmarks, atol=1e-6, rtol=0)
+    torch.testing.assert_close(joints, full.joints, atol=1e-6, rtol=0)

@@ -26,7 +26,7 @@ def source_files(filepath: str, directory: str, names: list[str]) -> list[str]:
 
 
 def create_params(paths: list[str], *, preset: str, name: str, seed: int, diffusion: str,
-                  max_message_bytes: int) -> dict:
+                  max_message_bytes: int, iterations: int = 0) -> dict:
     """The avatar.create params for image files or one video (ValueError with a sentence)."""
     if not paths:
         raise ValueError("choose a portrait image (or a short selfie video) to create the avatar from")
@@ -55,6 +55,8 @@ def create_params(paths: list[str], *, preset: str, name: str, seed: int, diffus
         params["name"] = name
     if diffusion and diffusion != "none":
         params["diffusion"] = diffusion
+    if iterations:
+        params["options"] = {"iterations": int(iterations)}
     return params
 
 
@@ -73,6 +75,8 @@ class HEADSPLAT_OT_create_avatar(bpy.types.Operator, ImportHelper):
     seed: IntProperty(name="Seed", default=0, min=0)
     diffusion: StringProperty(name="Diffusion", default="none",
                               description="View synthesis model from the server's list ('none' for no model)")
+    iterations: IntProperty(name="Iterations", default=0, min=0, max=100_000,
+                            description="Optimization iterations; 0 uses the preset's (a quick look: a few hundred)")
     wait: wait_property()
 
     def invoke(self, context, event):
@@ -87,7 +91,8 @@ class HEADSPLAT_OT_create_avatar(bpy.types.Operator, ImportHelper):
             connection.require_connected()
             limits = connection.state().info.get("limits") or {}
             params = create_params(paths, preset=self.preset, name=self.name, seed=self.seed,
-                                   diffusion=self.diffusion, max_message_bytes=int(limits.get("max_message_bytes", 0)))
+                                   diffusion=self.diffusion, max_message_bytes=int(limits.get("max_message_bytes", 0)),
+                                   iterations=self.iterations)
         except (ValueError, OSError) as exc:
             return report_failure(self, str(exc))
         if not connection.server_has("avatar.create"):

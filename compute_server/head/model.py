@@ -154,7 +154,8 @@ class HeadModel(torch.nn.Module):
         self.register_buffer("_sub_template", self.v_template[subset], persistent=False)
         self.register_buffer("_sub_shapedirs", self.shapedirs[subset], persistent=False)
         self.register_buffer("_sub_exprdirs", self.exprdirs[subset], persistent=False)
-        posedirs = self.posedirs.reshape(self.posedirs.shape[0], -1, 3)[:, subset].reshape(-1, n_sub * 3)
+        posedirs = self.posedirs.reshape(self.posedirs.shape[0], -1, 3)[:, subset].reshape(self.posedirs.shape[0],
+                                                                                       n_sub * 3)
         self.register_buffer("_sub_posedirs", posedirs, persistent=False)
         self.register_buffer("_sub_weights", self.lbs_weights[subset], persistent=False)
         self.register_buffer("_J_template", self.J_regressor @ self.v_template, persistent=False)
