@@ -1,10 +1,11 @@
 """Colours for every vertex of the head mesh from a single photo.
 
 What the photo shows is sampled directly; the other side of the face comes from its
-mirror image (faces are nearly symmetric); what neither shows (the back and sides of the
-head, under the chin) is filled by harmonic interpolation over the mesh, which spreads
-the colours at the edge of the seen region (skin from the cheeks, hair from the top)
-smoothly inwards. Mouth interior, teeth and the unseen part of the eyeballs get fixed
+mirror image (faces are nearly symmetric); the unseen back of the scalp borrows the hair
+texture of the seen front of the scalp (mirrored front to back), so the back of the head
+has hair-like variation instead of one flat colour; what remains (sides of the neck,
+under the chin) is filled by harmonic interpolation over the mesh, which spreads the
+colours at the edge of the seen region smoothly inwards. Mouth interior, teeth and the unseen part of the eyeballs get fixed
 plausible colours. This is the "no diffusion" completion every other backend is
 measured against, and the colour initialization of the Gaussians.
 """
@@ -23,7 +24,7 @@ from ..head.builtin.mesh_fields import harmonic
 from ..head.mesh_topology import vertex_adjacency
 from .surface import SurfaceView, bilinear_sample, render_surface, visible_in
 
-SEEN, MIRRORED, FILLED, DEFAULT = 0, 1, 2, 3
+SEEN, MIRRORED, FILLED, DEFAULT, HAIR_TRANSFER = 0, 1, 2, 3, 4
 REGION_DEFAULT_RGB = {
     "teeth": (0.86, 0.83, 0.76),
     "mouth_interior": (0.32, 0.12, 0.12),
@@ -47,6 +48,66 @@ def mirror_vertex_index(rest_vertices: np.ndarray, max_distance_m: float = MIRRO
     mirrored = rest_vertices * np.array([-1.0, 1.0, 1.0])
     dist, idx = cKDTree(rest_vertices).query(mirrored)
     return np.where(dist <= max_distance_m, idx, -1).astype(np.int64)
+
+
+def _transfer_scalp_front_to_back(rest_vertices: np.ndarray, scalp: np.ndarray, colors: np.ndarray,
+                                  origin: np.ndarray) -> None:
+    """Unseen scalp vertices take the colour of the seen scalp vertex nearest to their
+    front-to-back mirror image (z reflected about the scalp's middle). In place."""
+    source = scalp & ((origin == SEEN) | (origin == MIRRORED))
+    target = scalp & (origin == FILLED)
+    if not source.any() or not target.any():
+        return
+    z_mid = 0.5 * (rest_vertices[scalp, 2].min() + rest_vertices[scalp, 2].max())
+    reflected = rest_vertices[target] * np.array([1.0, 1.0, -1.0]) + np.array([0.0, 0.0, 2 * z_mid])
+    source_index = np.flatnonzero(source)
+    dist, nearest = cKDTree(rest_vertices[source_index]).query(reflected)
+    close = dist < 0.02   # reflected points far from any seen hair keep the smooth fill
+    target_index = np.flatnonzero(target)[close]
+    colors[target_index] = colors[source_index[nearest[close]]]
+    origin[target_index] = HAIR_TRANSFER
+
+
+def _fill_by_region(vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarray, colors: np.ndarray,
+                    known: np.ndarray) -> np.ndarray:
+    """Harmonic fill of the unknown colours, region by region (scalp colours spread over the
+    scalp, skin over the neck, rather than blending across the hairline), then over the
+    whole mesh for whatever a region could not fill (a region with no known colour)."""
+    colors = colors.copy()
+    known = known.copy()
+    for region in np.unique(face_region):
+        sub_faces = faces[face_region == region]
+        used = np.unique(sub_faces)
+        sub_known = known[used]
+        if sub_known.all() or not sub_known.any():
+            continue
+        local = np.full(len(vertices), -1, dtype=np.int64)
+        local[used] = np.arange(len(used))
+        pieces, component = connected_components(vertex_adjacency(local[sub_faces], len(used)), directed=False)
+        solvable = np.isin(component, np.unique(component[sub_known]))   # pieces with a known vertex
+        keep = np.flatnonzero(solvable)
+        if not (solvable & ~sub_known).any():
+            continue
+        relocal = np.full(len(used), -1, dtype=np.int64)
+        relocal[keep] = np.arange(len(keep))
+        face_ok = np.all(solvable[local[sub_faces]], axis=1)
+        filled = harmonic(vertices[used[keep]], relocal[local[sub_faces[face_ok]]],
+                          np.flatnonzero(sub_known[keep]), colors[used[keep]][sub_known[keep]], order=1)
+        new = used[keep][~sub_known[keep]]
+        colors[new] = filled[~sub_known[keep]]
+        known[new] = True
+    # whatever is left: the whole mesh, every connected piece anchored somewhere
+    _, component = connected_components(vertex_adjacency(faces, len(vertices)), directed=False)
+    fallback = colors[known].mean(axis=0) if known.any() else np.array([0.6, 0.5, 0.45])
+    for comp in np.unique(component[~known]):
+        members = component == comp
+        if not (members & known).any():
+            first = np.flatnonzero(members)[0]
+            colors[first] = fallback
+            known[first] = True
+    if (~known).any():
+        colors = harmonic(vertices, faces, np.flatnonzero(known), colors[known], order=1)
+    return colors
 
 
 def vertex_regions(faces: np.ndarray, face_region: np.ndarray, n_verts: int) -> np.ndarray:
@@ -87,6 +148,8 @@ def complete_vertex_colors(vertices: np.ndarray, faces: np.ndarray, face_region:
     origin[use_mirror] = MIRRORED
 
     regions = vertex_regions(faces, face_region, n)
+    if "scalp" in region_names:
+        _transfer_scalp_front_to_back(rest_vertices, regions == region_names.index("scalp"), colors, origin)
     for name, rgb in REGION_DEFAULT_RGB.items():
         if name in region_names:
             unset = (regions == region_names.index(name)) & (origin == FILLED)
@@ -94,16 +157,5 @@ def complete_vertex_colors(vertices: np.ndarray, faces: np.ndarray, face_region:
             origin[unset] = DEFAULT
 
     known = origin != FILLED
-    # every connected piece of the mesh needs a known value for the harmonic solve
-    _, component = connected_components(vertex_adjacency(faces, n), directed=False)
-    fallback = colors[known].mean(axis=0) if known.any() else np.array([0.6, 0.5, 0.45])
-    for comp in np.unique(component[~known]):
-        members = component == comp
-        if not (members & known).any():
-            first = np.flatnonzero(members)[0]
-            colors[first] = fallback
-            origin[first] = DEFAULT
-            known[first] = True
-    if (~known).any():
-        colors = harmonic(np.asarray(vertices, dtype=np.float64), faces, np.flatnonzero(known), colors[known], order=1)
+    colors = _fill_by_region(np.asarray(vertices, dtype=np.float64), faces, face_region, colors, known)
     return VertexColors(colors=np.clip(colors, 0, 1).astype(np.float32), origin=origin)

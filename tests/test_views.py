@@ -1,0 +1,131 @@
+"""Training views without diffusion: vertex colour completion, reprojection, mirror views,
+head-region masks and camera sampling, checked on a mesh textured with known colours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from compute_server.head.model import HeadParams, load_head_model
+from compute_server.views import vertex_colors as vcol
+from compute_server.views.masks import head_region, novel_view_loss_mask
+from compute_server.views.reprojection import mirror_camera, mirror_head_params, reprojected_view
+from compute_server.views.sampling import fixed_ring, head_centre, random_views
+from compute_server.views.surface import render_surface
+from shared.camera import orbit_camera
+
+
+@pytest.fixture(scope="module")
+def scene():
+    model = load_head_model()
+    with torch.no_grad():
+        vertices = model(HeadParams.zeros(model, 1)).vertices[0].numpy().astype(np.float64)
+    faces = model.faces.numpy()
+    # a texture that is smooth but not symmetric, so mirror and reprojection errors show
+    colors = np.clip(0.5 + 3.0 * (vertices - vertices.mean(0)) * np.array([1.0, 0.7, 0.5]), 0, 1)
+    centre = head_centre(vertices)
+    camera = orbit_camera(0, 0, 0.6, target=centre, width=192, height=192, fov_y_deg=25)
+    surface = render_surface(vertices, faces, [camera], vertex_attrs=colors)[0]
+    photo = surface.attrs.astype(np.float32)
+    matte = surface.mask.astype(np.float32)
+    return {"model": model, "vertices": vertices, "faces": faces, "colors": colors, "camera": camera,
+            "surface": surface, "photo": photo, "matte": matte, "centre": centre}
+
+
+def _complete(scene):
+    m = scene["model"]
+    return vcol.complete_vertex_colors(scene["vertices"], scene["faces"], m.face_region.numpy(), m.region_names,
+                                       scene["vertices"], scene["photo"], scene["matte"], scene["camera"],
+                                       scene["surface"])
+
+
+def test_completion_keeps_seen_colours_and_colours_everything(scene):
+    result = _complete(scene)
+    seen = result.origin == vcol.SEEN
+    assert 0.15 < seen.mean() < 0.6
+    err = np.abs(result.colors[seen] - scene["colors"][seen]).max(axis=1)
+    assert np.quantile(err, 0.95) < 0.03          # a few lid/eyeball vertices at occlusion edges differ
+    assert np.all(np.isfinite(result.colors)) and result.colors.min() >= 0 and result.colors.max() <= 1
+    assert (result.origin == vcol.HAIR_TRANSFER).any()       # the back of the scalp borrows seen hair
+    m = scene["model"]
+    teeth = vcol.vertex_regions(scene["faces"], m.face_region.numpy(), len(scene["vertices"])) == \
+        m.region_names.index("teeth")
+    assert np.all(result.origin[teeth & (result.origin != vcol.SEEN)] == vcol.DEFAULT)
+
+
+def test_mirror_partners_are_an_involution_on_the_symmetric_face(scene):
+    partner = vcol.mirror_vertex_index(scene["vertices"])
+    face = np.unique(scene["faces"][scene["model"].face_region.numpy() == 0])
+    has = face[partner[face] >= 0]
+    assert len(has) > 0.9 * len(face)
+    assert np.mean(partner[partner[has]] == has) > 0.95
+
+
+def test_reprojection_matches_the_true_texture_where_the_photo_saw_it(scene):
+    camera = orbit_camera(35, 10, 0.6, target=scene["centre"], width=192, height=192, fov_y_deg=25)
+    params = {k: np.zeros(w, np.float32) for k, w in (("shape", scene["model"].n_shape),
+                                                      ("expr", scene["model"].n_expr), ("rotation", 3),
+                                                      ("neck_pose", 3), ("jaw_pose", 3), ("eyes_pose", 6),
+                                                      ("translation", 3))}
+    view = reprojected_view(scene["vertices"], scene["faces"], _complete(scene), source_image=scene["photo"],
+                            source_matte=scene["matte"], source_camera=scene["camera"],
+                            source_surface=scene["surface"], target_camera=camera, head_params=params, weight=0.3,
+                            use_mirror=False)
+    truth = render_surface(scene["vertices"], scene["faces"], [camera], vertex_attrs=scene["colors"])[0]
+    known = view.known > 0.5
+    assert known.sum() > 0.3 * truth.mask.sum()
+    err = np.abs(view.image[known] - truth.attrs[known]).mean()
+    assert err < 0.03
+    np.testing.assert_array_equal(view.mask > 0.5, truth.mask)
+    assert view.loss_mask[truth.mask].min() == 1.0           # the head itself is always supervised
+    band = (view.loss_mask == 0)
+    assert band.any() and not (band & truth.mask).any()      # the hair band lies outside the mesh
+
+
+def test_mirror_camera_sees_the_mirrored_head_as_a_flipped_picture(scene):
+    mirrored_vertices = scene["vertices"] * np.array([-1.0, 1.0, 1.0])
+    camera = orbit_camera(25, 5, 0.6, target=scene["centre"], width=96, height=80, fov_y_deg=25)
+    a = render_surface(scene["vertices"], scene["faces"], [camera])[0].mask
+    b = render_surface(mirrored_vertices, np.ascontiguousarray(scene["faces"][:, ::-1]), [mirror_camera(camera)])[0].mask
+    assert (a != b[:, ::-1]).mean() < 0.01
+
+
+def test_mirrored_head_params_swap_sides():
+    names = ["blink_left", "blink_right", "smile_left", "smile_right", "jaw_thing"]
+    params = {"expr": np.array([1.0, 0.0, 0.3, 0.0, 0.5], np.float32), "rotation": np.array([0.1, 0.2, 0.3]),
+              "neck_pose": np.zeros(3), "jaw_pose": np.array([0.2, 0.1, 0.0]),
+              "eyes_pose": np.array([0.0, 0.3, 0.0, 0.0, 0.1, 0.0]), "translation": np.array([0.01, 0.0, 0.0]),
+              "shape": np.zeros(2)}
+    out = mirror_head_params(params, names)
+    np.testing.assert_allclose(out["expr"], [0.0, 1.0, 0.0, 0.3, 0.5])
+    np.testing.assert_allclose(out["rotation"], [0.1, -0.2, -0.3])
+    np.testing.assert_allclose(out["eyes_pose"], [0.0, -0.1, 0.0, 0.0, -0.3, 0.0])
+    np.testing.assert_allclose(out["translation"], [-0.01, 0.0, 0.0])
+
+
+def test_head_region_stops_at_the_neck_cut_and_leaves_room_for_hair(scene):
+    m = scene["model"]
+    camera = orbit_camera(0, 0, 1.2, target=scene["centre"], width=128, height=128, fov_y_deg=25)  # whole bust
+    mask = render_surface(scene["vertices"], scene["faces"], [camera])[0].mask
+    region = head_region(mask, camera, scene["vertices"], scene["faces"], m.face_region.numpy(), m.region_names)
+    cut = int(np.flatnonzero(region.any(axis=1)).max()) + 1       # first row below the neck cut
+    from scipy import ndimage
+
+    grown = ndimage.binary_dilation(mask, iterations=5)
+    assert region[cut:].sum() == 0 and grown[cut:].any()          # growth stops at the neck cut
+    assert region[:cut][mask[:cut]].min() == 1.0                  # the head itself is inside
+    assert region[:cut].sum() > 1.2 * mask[:cut].sum()            # grown around the silhouette for hair
+    assert novel_view_loss_mask(mask)[mask].min() == 1.0
+
+
+def test_camera_sampling_follows_gafs_ranges():
+    reference = orbit_camera(0, 0, 1.0, width=64, height=64)
+    rng = np.random.default_rng(0)
+    views = random_views(reference, np.zeros(3), 200, rng, back_fraction=0.25)
+    az = np.array([a for a, _, _ in views])
+    el = np.array([e for _, e, _ in views])
+    assert np.all(np.abs(el) <= 30) and np.all(((az >= -90) & (az <= 90)) | ((az >= 135) & (az <= 225)))
+    assert 0.15 < np.mean(az > 100) < 0.35
+    ring = fixed_ring(reference, np.zeros(3))
+    assert any(a == 180 for a, _, _ in ring) and all(c.width == 64 for _, _, c in ring)
