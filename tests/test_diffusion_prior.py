@@ -1,0 +1,182 @@
+"""GAF's iterative-denoising prior on tiny random-weight models: the schedule, pseudo
+ground truth shapes and determinism, cancel within a step, the optimizer with the prior,
+and the server: diffusion models in server.info, a clear error for broken weights at
+submission, and avatar.create running synthesis and the prior end to end."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from compute_server.diffusion.denoising import gaf_denoising_steps, make_scheduler, tail_timesteps
+from compute_server.diffusion.registry import DiffusionModels
+from compute_server.errors import JobCancelled
+from compute_server.views.synthesis import PriorRequest, ReprojectionSynthesizer
+from shared.client import Client
+from tests.server_harness import inprocess_server
+from tests.test_diffusion_support import (models_config, one_torch_thread, ring_cameras, synthetic_input,  # noqa: F401
+                                          tiny)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tiny):
+    models = DiffusionModels.from_config(models_config(tmp_path_factory.mktemp("config"), tiny))
+    yield models
+    models.release_all()
+
+
+@pytest.fixture(scope="module")
+def request_and_scene():
+    """A PriorRequest as the optimizer builds it: renders over white at two GAF cameras."""
+    head, inp = synthetic_input(64)
+    cameras = ring_cameras(inp, 2)
+    views = ReprojectionSynthesizer().synthesize(inp, cameras, weight=1.0)
+    renders = np.stack([v.image * v.mask[..., None] + (1 - v.mask[..., None]) for v in views]).astype(np.float32)
+    request = PriorRequest(renders=renders, alphas=np.stack([v.mask for v in views]),
+                           normal_maps=np.stack([v.normals for v in views]),
+                           mesh_masks=np.stack([v.mask for v in views]),
+                           cameras=cameras, reference_image=inp.image, reference_mask=inp.matte, step=40, seed=40)
+    return request, head, inp
+
+
+def test_gaf_schedule():
+    assert gaf_denoising_steps(0.5, 1000, 20) == 25 and gaf_denoising_steps(0.98, 1000, 20) == 49
+    assert gaf_denoising_steps(0.02, 1000, 20) == 1 and gaf_denoising_steps(0.001, 1000, 20) == 1
+    from compute_server.diffusion.testing import SD_SCHEDULER
+    scheduler = make_scheduler(SD_SCHEDULER)
+    for strength, steps in [(0.5, 25), (0.98, 49), (0.1, 3), (1.0, 30)]:
+        timesteps = tail_timesteps(scheduler, strength, steps, "cpu")
+        assert len(timesteps) == steps and bool((timesteps[:-1] > timesteps[1:]).all())
+        spacing = 1000 / round(steps / strength)
+        assert abs(int(timesteps[0]) - strength * 1000) <= 2 * spacing        # starts at about t
+        assert int(timesteps[-1]) <= 2 * spacing                              # and ends near 0
+
+
+@pytest.mark.parametrize("name", ["tiny-sd", "tiny-mv"])
+def test_pseudo_ground_truth_is_reproducible(models, request_and_scene, name):
+    request = request_and_scene[0]
+    prior = models.backend(name, "cpu").make_prior(seed=3)
+    assert (prior.refresh_every, prior.views_per_refresh, prior.weight) == (5, 2, 0.5)
+    first = prior.pseudo_ground_truth(request, lambda: None)
+    again = models.backend(name, "cpu").make_prior(seed=3).pseudo_ground_truth(request, lambda: None)
+    assert first.shape == (2, 64, 64, 3) and first.dtype == np.float32
+    assert 0.0 <= first.min() and first.max() <= 1.0
+    np.testing.assert_array_equal(first, again)
+    refresh = prior.last_refresh
+    assert 0.02 <= refresh["t"] <= 0.98 and refresh["denoising_steps"] == gaf_denoising_steps(refresh["t"], 1000, 250)
+    other_seed = models.backend(name, "cpu").make_prior(seed=4)
+    later = PriorRequest(**{**request.__dict__, "step": 45, "seed": 45})
+    assert np.abs(other_seed.pseudo_ground_truth(request, lambda: None) - first).max() > 1e-3
+    prior.pseudo_ground_truth(later, lambda: None)
+    assert prior.history[-1]["t"] != refresh["t"]       # each refresh draws its own noise level
+
+
+def test_prior_cancel_stops_within_a_step(models, request_and_scene):
+    request = request_and_scene[0]
+    backend = models.backend("tiny-sd", "cpu")
+    prior = backend.make_prior(seed=1)
+    high_t = next(s for s in range(1000) if prior.noise_level(s) > 0.8)   # a refresh with 4 denoising steps
+    request = PriorRequest(**{**request.__dict__, "seed": high_t})
+    calls = []
+    handle = backend.denoiser().parts.unet.register_forward_hook(lambda m, a, o: calls.append(1))
+    checks = []
+
+    def check_cancel():
+        checks.append(1)
+        if len(checks) == 3:      # before sampling, after step 1, after step 2: cancel
+            raise JobCancelled("job")
+
+    try:
+        with pytest.raises(JobCancelled):
+            prior.pseudo_ground_truth(request, check_cancel)
+    finally:
+        handle.remove()
+    assert len(calls) == 2 and prior.last_refresh is None
+
+
+def test_disabled_prior_and_multiview_without_img2img(tmp_path, tiny):
+    path = models_config(tmp_path, tiny, prior={"enabled": False})
+    assert DiffusionModels.from_config(path).backend("tiny-sd", "cpu").make_prior(seed=0) is None
+    folder = str(tmp_path / "mv")
+    shutil.copytree(tiny.multiview, folder)
+    manifest_path = os.path.join(folder, "headsplat_multiview.json")
+    manifest = json.load(open(manifest_path))
+    manifest["supports_init_images"] = False
+    json.dump(manifest, open(manifest_path, "w"))
+    config = tmp_path / "mv.json"
+    config.write_text(json.dumps({"models": [{"name": "mv", "backend": "multiview", "pipeline": folder}]}))
+    assert DiffusionModels.from_config(str(config)).backend("mv", "cpu").make_prior(seed=0) is None
+
+
+def test_optimizer_with_the_tiny_prior(models, request_and_scene):
+    """optimize_splats calls the prior every refresh_every iterations and trains on its views."""
+    from compute_server.splats.init import InitSettings, initialize_splats
+    from compute_server.splats.optimize import OptimizeSettings, optimize_splats
+    from compute_server.splats.strategy import BindingDensifyStrategy
+    from compute_server.views.records import TrainingView
+
+    _, head, inp = request_and_scene
+    photo = TrainingView(image=inp.image, mask=inp.matte, camera=inp.camera, head_params=inp.head_params,
+                         normals=inp.surface.normals_camera.astype(np.float32), kind="input", name="photo")
+    novel = models.backend("tiny-sd", "cpu").synthesizer.synthesize(inp, ring_cameras(inp, 2), weight=0.3)
+    model = initialize_splats(inp.vertices, inp.faces, inp.face_region, inp.region_names, inp.vertex_colors.colors,
+                              InitSettings(count=3000, sh_degree=0), np.random.default_rng(0), photo=inp.image,
+                              photo_matte=inp.matte, photo_camera=inp.camera, photo_surface=inp.surface)
+    settings = OptimizeSettings(iterations=11, prior_start_fraction=0.0, preview_every=0,
+                                densify=BindingDensifyStrategy(refine_start=1000, refine_stop=1000))
+    prior = models.backend("tiny-sd", "cpu").make_prior(seed=5)
+    result = optimize_splats(model, head, [photo] + novel, settings, seed=5, prior=prior)
+    assert [h["step"] for h in prior.history] == [0, 5, 10]
+    assert all(0.02 <= h["t"] <= 0.98 for h in prior.history)
+    assert np.isfinite(result.metrics["input_psnr_db"]) and result.iterations == 11
+
+
+def _portrait_png() -> bytes:
+    from PIL import Image
+    from skimage import data as skdata
+
+    buffer = io.BytesIO()
+    Image.fromarray(skdata.astronaut()).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_server_lists_models_and_refuses_broken_weights_at_submission(tmp_path, tiny):
+    broken = str(tmp_path / "broken-sd")
+    shutil.copytree(tiny.base, broken)
+    os.remove(os.path.join(broken, "vae", "diffusion_pytorch_model.safetensors"))
+    path = models_config(tmp_path, tiny)
+    config = json.load(open(path))
+    config["models"] = config["models"][:1] + [{**config["models"][0], "name": "broken", "base": broken}]
+    json.dump(config, open(path, "w"))
+    with inprocess_server(tmp_path, models_config=path) as srv, Client(srv.endpoint, timeout_s=10) as client:
+        listed = {m["name"]: m for m in client.info()["diffusion_models"]}
+        assert listed["tiny-sd"]["usable"] and listed["tiny-sd"]["backend"] == "controlnet-normal"
+        assert not listed["broken"]["usable"] and "no weights in vae/" in listed["broken"]["problem"]
+        image = {"name": "astronaut.png", "data": _portrait_png()}
+        for name, code, words in [("broken", "bad_model", "no weights in vae/"),
+                                  ("missing", "unavailable", "tiny-sd")]:
+            reply = client.request("avatar.create", {"images": [image], "diffusion": name})
+            assert not reply.ok and reply.error.code == code and words in reply.error.message
+
+
+@pytest.mark.slow
+def test_avatar_create_with_a_tiny_diffusion_model(tmp_path, tiny, caplog):
+    """The issue's "done when" on CPU: synthesis and the prior inside avatar.create."""
+    caplog.set_level(logging.INFO, logger="compute_server.diffusion")
+    path = models_config(tmp_path, tiny)
+    stages = []
+    with inprocess_server(tmp_path, models_config=path) as srv, Client(srv.endpoint, timeout_s=30) as client:
+        job = client.submit("avatar.create", {"images": [{"name": "astronaut.png", "data": _portrait_png()}],
+                                              "preset": "draft", "diffusion": "tiny-sd", "seed": 1,
+                                              "options": {"iterations": 12, "image_size": 64}})
+        result = client.wait_job(job, timeout_s=600, on_progress=lambda p: stages.append(p.get("message") or ""))
+    assert result["splats"] > 0 and np.isfinite(result["metrics"]["input_psnr_db"])
+    assert any(m.startswith("diffusion: step") for m in stages)                     # novel views by diffusion
+    refreshes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("denoising prior tiny-sd")]
+    assert len(refreshes) >= 2                                                       # the prior in the optimizer
