@@ -102,3 +102,31 @@ def test_local_splats_round_trip_and_validation():
         assert "binding" in str(exc)
     else:
         raise AssertionError("mismatched rows must be rejected")
+
+
+def test_gradients_through_posing_are_bit_identical_run_to_run():
+    """Same seed, same avatar: the mesh gradient must not depend on thread scheduling (advanced
+    indexing's backward accumulates in a thread-dependent order on the CPU; index_select's
+    does not)."""
+    rng = np.random.default_rng(1)
+    n_verts, n_faces, n = 3000, 5000, 200_000
+    vertices = torch.tensor(rng.normal(size=(1, n_verts, 3)), dtype=torch.float32)
+    faces = torch.tensor(np.stack([rng.choice(n_verts, 3, replace=False) for _ in range(n_faces)]))
+    local = _local_splats(rng, n, n_faces)
+    weights = torch.tensor(rng.normal(size=(n, 3)), dtype=torch.float32)
+
+    def mesh_gradient():
+        v = vertices.clone().requires_grad_(True)
+        posed = pose_splats(torch.tensor(local.means_local, dtype=torch.float32), torch.tensor(local.quats_local, dtype=torch.float32),
+                            torch.tensor(local.log_scales_local, dtype=torch.float32), torch.tensor(local.binding), v, faces)
+        ((posed.means[0] * weights).sum() + posed.quats.sum() + posed.scales.sum()).backward()
+        return v.grad
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(8)
+    try:
+        first = mesh_gradient()
+        for _ in range(3):
+            assert torch.equal(mesh_gradient(), first)
+    finally:
+        torch.set_num_threads(threads)

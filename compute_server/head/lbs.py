@@ -79,7 +79,7 @@ def batch_rigid_transform(rot_mats: Tensor, joints: Tensor, parents: Tensor) -> 
     """
     batch, n_joints = joints.shape[:2]
     rel_joints = joints.clone()
-    rel_joints[:, 1:] = joints[:, 1:] - joints[:, parents[1:]]
+    rel_joints[:, 1:] = joints[:, 1:] - joints.index_select(1, parents[1:])  # reproducible backward
     local = _rigid(rot_mats.reshape(-1, 3, 3), rel_joints.reshape(-1, 3, 1)).reshape(batch, n_joints, 4, 4)
     chain = [local[:, 0]]
     for j in range(1, n_joints):
@@ -154,5 +154,6 @@ def vertices_to_landmarks(vertices: Tensor, faces: Tensor, lmk_face_idx: Tensor,
     vertices: (B, V, 3); faces: (F, 3) long; lmk_face_idx: (L,) long; lmk_bary: (L, 3).
     Returns (B, L, 3) landmark positions (empty (B, 0, 3) when L == 0).
     """
-    tri = vertices[:, faces[lmk_face_idx]]  # (B, L, 3, 3)
+    corners = faces.index_select(0, lmk_face_idx)  # (L, 3)
+    tri = vertices.index_select(1, corners.reshape(-1)).reshape(vertices.shape[0], *corners.shape, 3)  # (B, L, 3, 3)
     return torch.einsum("blkc,lk->blc", tri, lmk_bary.to(vertices.dtype))

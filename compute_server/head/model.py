@@ -187,7 +187,8 @@ class HeadModel(torch.nn.Module):
                        + blend_shapes(p.expr, self._J_exprdirs))
         vertices, joints = skin(v_shaped, rest_joints, full_pose, self._sub_posedirs, self.parents,
                                 self._sub_weights, p.translation)
-        tri = vertices[:, self._lmk_corners]                                  # (B, L, 3, 3)
+        corners = self._lmk_corners                                           # (L, 3)
+        tri = vertices.index_select(1, corners.reshape(-1)).reshape(vertices.shape[0], *corners.shape, 3)
         return torch.einsum("blkc,lk->blc", tri, self.lmk_bary.to(vertices.dtype)), joints
 
     def canonical_vertices(self, shape: Tensor, expr: Tensor) -> Tensor:

@@ -20,7 +20,9 @@ def triangle_frames(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.
     Returns rotations (B, F, 3, 3) with columns (tangent, bitangent, normal), centroids
     (B, F, 3) and scales k (B, F) = mean of the first edge's length and the height over it.
     """
-    tri = vertices[:, faces]                      # (B, F, 3, 3)
+    # index_select, not vertices[:, faces]: its backward (index_add) is deterministic on the
+    # CPU, while advanced indexing's (index_put with accumulate) varies run to run with threads
+    tri = vertices.index_select(1, faces.reshape(-1)).reshape(*vertices.shape[:1], *faces.shape, 3)  # (B, F, 3, 3)
     e0 = tri[:, :, 1] - tri[:, :, 0]
     e1 = tri[:, :, 2] - tri[:, :, 0]
     len0 = torch.linalg.norm(e0, dim=-1).clamp(min=1e-12)
@@ -86,9 +88,9 @@ def pose_splats(means_local: torch.Tensor, quats_local: torch.Tensor, log_scales
     binding (N,) long face index, vertices (B, V, 3), faces (F, 3).
     """
     rotations, centroids, scales = triangle_frames(vertices, faces)
-    rot_b = rotations[:, binding]                 # (B, N, 3, 3)
-    k_b = scales[:, binding]                      # (B, N)
-    means = torch.einsum("bnij,nj->bni", rot_b, means_local) * k_b[..., None] + centroids[:, binding]
+    rot_b = rotations.index_select(1, binding)    # (B, N, 3, 3); index_select for reproducible gradients
+    k_b = scales.index_select(1, binding)         # (B, N)
+    means = torch.einsum("bnij,nj->bni", rot_b, means_local) * k_b[..., None] + centroids.index_select(1, binding)
     frame_q = rotmat_to_quat(rot_b)
     quats = F.normalize(quat_multiply(frame_q, F.normalize(quats_local, dim=-1)[None].expand_as(frame_q)), dim=-1)
     world_scales = torch.exp(log_scales_local)[None] * k_b[..., None]
