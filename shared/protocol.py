@@ -51,6 +51,7 @@ class ErrorCode(str, enum.Enum):
     BAD_IMAGE = "bad_image"  # an image that cannot be decoded
     BAD_FILE = "bad_file"  # a file (motion, mesh, ...) that does not follow its format
     BAD_MODEL = "bad_model"  # a head model or diffusion model that cannot be loaded
+    OUT_OF_MEMORY = "out_of_memory"  # the GPU (or host) ran out of memory during a job; the server stays up
     TIMEOUT = "timeout"  # client-side only: no reply arrived in time (never sent by a server)
 
     def __str__(self) -> str:

@@ -16,7 +16,7 @@ from scipy.ndimage import binary_erosion
 
 from compute_server.diffusion.controlnet_normal import ControlNetNormalDenoiser
 from compute_server.diffusion.denoising import DenoiseJob
-from compute_server.diffusion.gpu import classify_out_of_memory
+from compute_server.gpu_memory import classify_out_of_memory
 from compute_server.diffusion.registry import DiffusionModels
 from compute_server.diffusion.variations import ViewTarget, expression_targets, reprojected_variant_view
 from compute_server.errors import JobCancelled, UserError

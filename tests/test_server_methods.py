@@ -126,6 +126,17 @@ def test_failed_and_cancelled_jobs_report_their_codes(client):
     assert error_of(client, "job.result", {"job": slow}).code == "cancelled"
 
 
+def test_a_job_that_runs_the_gpu_out_of_memory_fails_with_advice_and_the_server_goes_on(client):
+    """Real GPUs cannot run here: test.count raises the error torch raises when CUDA runs
+    out of memory; the pipeline plugin's classifier must turn it into out_of_memory."""
+    job = client.submit("test.count", {"steps": 5, "step_s": 0.0, "oom_at": 1})
+    with pytest.raises(JobFailed) as info:
+        client.wait_job(job, timeout_s=20)
+    assert info.value.code == "out_of_memory"
+    assert "ran out of memory" in info.value.message and "smaller preset" in info.value.message
+    assert client.wait_job(client.submit("test.count", {"steps": 2, "step_s": 0.0}), timeout_s=20) is not None
+
+
 def test_queue_limit_answers_busy(client):
     jobs = [client.submit("test.count", {"steps": 100, "step_s": 0.2})]  # runs; the next three wait
     try:

@@ -22,7 +22,8 @@ import torch
 from .config import ModelConfig
 from .denoising import (DenoiseJob, DenoiseResult, StepCallback, make_scheduler, run_ddim, seeded_generator,
                         tail_timesteps)
-from .gpu import apply_attention_slicing, oom_guard, resolve_dtype
+from ..gpu_memory import oom_guard
+from .gpu import apply_attention_slicing, resolve_dtype
 from .images import from_model, latent_keep_mask, model_size, over_background, to_model
 from .loading import (load_diffusers_model, load_scheduler_config, load_tokenizer, load_transformers_model,
                       loading_errors)

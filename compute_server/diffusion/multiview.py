@@ -18,7 +18,8 @@ import torch
 from ..errors import UserError
 from .config import ModelConfig
 from .denoising import DenoiseJob, DenoiseResult, StepCallback, seeded_generator
-from .gpu import apply_attention_slicing, oom_guard, resolve_dtype
+from ..gpu_memory import oom_guard
+from .gpu import apply_attention_slicing, resolve_dtype
 from .images import from_model, model_size, over_background, to_model
 from .loading import go_offline, loading_errors
 from .multiview_contract import Manifest, ManifestError, MultiviewRequest, read_manifest, view_angles_deg

@@ -21,7 +21,7 @@ from ..errors import UserError
 from .checkpoints import CheckResult, check_model
 from .config import ModelConfig, load_models_config
 from .denoising import ViewDenoiser
-from .gpu import classify_out_of_memory, free_device_memory
+from ..gpu_memory import free_device_memory
 from .loading import go_offline
 from .multiview_contract import ManifestError, read_manifest
 from .prior import IterativeDenoisingPrior
@@ -209,13 +209,10 @@ def _subfolders(folder: str) -> list[str]:
 
 def register(server_ctx) -> DiffusionModels:
     """The server plugin hook: read ``server_ctx.config.models_config``, list the models in
-    ``server.info``, classify GPU out-of-memory errors of any job, and return the models."""
+    ``server.info`` and return them."""
     go_offline()
     models = DiffusionModels.from_config(server_ctx.config.models_config)
     server_ctx.providers.diffusion_models = models.describe
-    classifiers = getattr(getattr(server_ctx, "jobs", None), "error_classifiers", None)
-    if classifiers is not None and classify_out_of_memory not in classifiers:
-        classifiers.append(classify_out_of_memory)
     for entry in models.describe():
         if entry["usable"]:
             log.info("diffusion model %s (%s): %s", entry["name"], entry["backend"], entry["summary"])

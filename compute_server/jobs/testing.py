@@ -7,6 +7,7 @@ them. Used by tests/ and bench/protocol.py.
 
 - ``test.count``: counts ``steps`` steps of ``step_s`` seconds with progress events;
   optional ``fail_at``/``fail_code`` (UserError), ``crash_at`` (internal error),
+  ``oom_at`` (raises what torch raises when CUDA runs out of memory),
   ``frames`` (one progress event with ``frame_index``/``frame`` per step, like
   render.frames), ``ignore_cancel`` (never checks: a job that cannot stop).
   ``steps`` is checked against ``max_render_frames`` as render.frames will be.
@@ -56,6 +57,7 @@ def validate_count(params: dict, server_ctx) -> dict:
         "fail_at": require_int(params, "fail_at", default=-1),
         "fail_code": require_str(params, "fail_code", default="bad_file", max_chars=40),
         "crash_at": require_int(params, "crash_at", default=-1),
+        "oom_at": require_int(params, "oom_at", default=-1),
         "frames": require_bool(params, "frames", default=False),
         "ignore_cancel": require_bool(params, "ignore_cancel", default=False),
     }
@@ -65,6 +67,8 @@ def run_count(ctx: JobContext, job: dict) -> dict:
     for step in range(job["steps"]):
         if step == job["fail_at"]:
             raise UserError(job["fail_code"], f"test.count was asked to fail at step {step}")
+        if step == job["oom_at"]:  # torch.OutOfMemoryError's text; the pipeline plugin classifies it
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB (test.count was asked to)")
         if step == job["crash_at"]:
             raise RuntimeError(f"test.count crashed at step {step} on purpose")
         if job["ignore_cancel"]:

@@ -161,8 +161,11 @@ def run(ctx, req: AvatarRequest, services) -> dict:
         extra = {"preview_png": preview} if preview else {}
         stages.report(fraction, message, eta_s=eta, **extra)
 
-    result = optimize_splats(model, head_model, views, preset.optimize, seed=req.seed, progress=on_progress,
-                             prior=prior, check_cancel=ctx.check)
+    try:
+        result = optimize_splats(model, head_model, views, preset.optimize, seed=req.seed, progress=on_progress,
+                                 prior=prior, check_cancel=ctx.check)
+    finally:  # free the diffusion weights unless the models config keeps them warm
+        services.release_diffusion(req.diffusion, device)
 
     stages.begin("save", "saving the avatar")
     avatar_id = _save(ctx, req, preset, head_model, portraits, fit, result, synthesis, warnings, stages)
@@ -213,6 +216,14 @@ def _training_views(head_model, portraits, fit, preset, req, ctx, stages, servic
                    else services.diffusion_synthesizer(req.diffusion, ctx.device))
     views += synthesizer.synthesize(main, cameras, weight=preset.novel_view_weight,
                                     progress=lambda f, m: (ctx.check(), stages.report(f, m)))
+    if req.diffusion != "none" and hasattr(synthesizer, "synthesize_targets"):
+        # GeoDiff4D's expression variations: the same identity with the jaw open, smiling,
+        # eyes closed, seen from a few of the novel cameras
+        from ..diffusion.variations import expression_targets
+
+        targets = expression_targets(head_model, main, cameras[:4])
+        views += synthesizer.synthesize_targets(main, targets, weight=preset.novel_view_weight,
+                                                progress=lambda f, m: (ctx.check(), stages.report(f, m)))
     return views, main
 
 

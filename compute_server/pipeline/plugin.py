@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from ..gpu_memory import classify_out_of_memory
 from ..jobs.context import JobKind
 from . import avatar_create, motion_track, render_frames
 from .head_models import HeadModelCatalog
@@ -28,6 +29,9 @@ def register(server_ctx) -> None:
     services = PipelineServices(head_models=catalog, diffusion=_diffusion_models(server_ctx))
     server_ctx.providers.head_models = catalog.describe
     server_ctx.pipeline = services
+    classifiers = getattr(getattr(server_ctx, "jobs", None), "error_classifiers", None)
+    if classifiers is not None and classify_out_of_memory not in classifiers:
+        classifiers.append(classify_out_of_memory)  # any job that runs the GPU out of memory
     for module, uses in ((avatar_create, None), (motion_track, None),
                          (render_frames, lambda req: [req.avatar])):
         name = {avatar_create: "avatar.create", motion_track: "motion.track", render_frames: "render.frames"}[module]

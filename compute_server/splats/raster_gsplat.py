@@ -25,7 +25,7 @@ def load_gsplat_rasterization():
         from gsplat import rasterization
     except Exception as exc:  # ImportError, or a broken build/toolchain raising anything
         raise UserError(
-            "backend_unavailable",
+            "unavailable",
             f"The CUDA splat rasterizer needs {GSPLAT_REQUIREMENT}, which could not be loaded "
             f"({type(exc).__name__}: {exc}). Install it with pip install 'headsplat[gpu]' "
             f"(CUDA toolkit and ninja required for its first-use compile), or render with "
