@@ -179,7 +179,8 @@ def setup_shot_compositor(scene, shot_id: str) -> None:
         if not first or not os.path.exists(first):
             continue
         depth_first = os.path.join(folder, shot.frame_file_name(frames[0], "exr", prefix="depth"))
-        layers.append(compositor.FrameLayer(ctx.get("avatar_name", entry.label), first, int(frames[0]), len(frames),
+        span = int(frames[-1]) - int(frames[0]) + 1  # a Frame Step leaves gaps that Blender never renders
+        layers.append(compositor.FrameLayer(ctx.get("avatar_name", entry.label), first, int(frames[0]), span,
                                             depth_first if ctx.get("depth") and os.path.exists(depth_first) else ""))
     if layers:
         compositor.setup_compositor(scene, layers)

@@ -7,6 +7,7 @@ The astronaut end-to-end test (avatar.create on CPU, several minutes) is marked 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,6 +281,21 @@ def test_three_frame_shot_with_a_moving_jaw(rig_root, avatar, tmp_path):
     bpy.ops.headsplat.preview_frame(wait="WAIT")  # the scripted path blocks until the image is there
     preview = bpy.data.images.get("HeadSplat Preview")
     assert preview is not None and tuple(preview.size) == (scene.render.resolution_x, scene.render.resolution_y)
+
+
+def test_render_shot_follows_the_scenes_frame_step(rig_root, avatar):
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end, scene.frame_step = 1, 5, 2
+    try:
+        bpy.ops.headsplat.render_shot(wait="WAIT")
+    finally:
+        scene.frame_step = 1
+    folder = bh.addon_module("shot").output_dir(scene.render.filepath, rig_root["headsplat_avatar_name"], "")
+    written = sorted(p.name for p in Path(folder).glob("frame_*.png"))
+    assert written == ["frame_0001.png", "frame_0003.png", "frame_0005.png"]
+    node = next(n for n in scene.compositing_node_group.nodes if n.bl_idname == "CompositorNodeImage"
+                and n.name.startswith("HeadSplat"))
+    assert node.frame_duration == 5  # the whole range; frames 2 and 4 are never rendered
 
 
 @pytest.mark.slow

@@ -45,7 +45,8 @@ class HEADSPLAT_OT_render_shot(bpy.types.Operator):
     def execute(self, context):
         scene = context.scene
         try:
-            frames = curve_sampling.frame_numbers(scene.frame_start, scene.frame_end)
+            # the frames Blender's own animation render visits (Frame Step included)
+            frames = curve_sampling.frame_numbers(scene.frame_start, scene.frame_end, scene.frame_step)
         except ValueError as exc:
             return report_failure(self, str(exc))
         return _start(self, context, [int(f) for f in frames], preview=False)

@@ -27,7 +27,7 @@ import numpy as np
 from .._shared import camera as camera_mod, rotations, splat_format
 
 # Splats drawn in the viewport when the user has not chosen a density: bigger avatars start
-# at a lower level of detail (docs/results_blender.md has the frame rates behind it).
+# at a lower level of detail (docs/results.md, Blender add-on, has the frame rates behind it).
 DEFAULT_VIEWPORT_SPLATS = 100_000
 PREVIEW_ALPHA_CUTOFF = 0.25  # a splat's preview sphere is where its alpha exceeds this
 
