@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 from compute_server.errors import UserError
+from compute_server.jobs.retention import RetentionPolicy
 from compute_server.storage.atomic import atomic_write_bytes
 from compute_server.storage.data_dir import default_data_dir
 from shared.protocol import DEFAULT_ENDPOINT, Limits
@@ -40,6 +41,11 @@ def register(subparsers) -> None:
                    help="most frames per render request (default %(default)d)")
     p.add_argument("--max-queued-jobs", type=int, default=defaults.max_queued_jobs,
                    help="most jobs waiting behind the running one (default %(default)d)")
+    p.add_argument("--keep-jobs", type=int, default=RetentionPolicy.keep_jobs, metavar="N",
+                   help="finished jobs kept, records and results (rendered frames), newest first "
+                        "(default %(default)d; avatars are never removed)")
+    p.add_argument("--keep-job-days", type=float, default=RetentionPolicy.keep_days, metavar="DAYS",
+                   help="forget finished jobs older than this; 0 keeps them regardless of age (default %(default)g)")
     p.add_argument("--head-model", metavar="PATH", action="append", default=[],
                    help="a head model file (e.g. FLAME) to offer; repeatable")
     p.add_argument("--models-config", metavar="FILE", help="diffusion models configuration file")
@@ -59,10 +65,14 @@ def config_from_args(args: argparse.Namespace):
     limits = Limits(max_message_bytes=int(args.max_message_mb * 2**20),
                     max_image_pixels=int(args.max_image_mp * 1e6),
                     max_render_frames=args.max_render_frames, max_queued_jobs=args.max_queued_jobs)
+    try:
+        retention = RetentionPolicy(keep_jobs=args.keep_jobs, keep_days=args.keep_job_days)
+    except ValueError as exc:
+        raise UserError("bad_request", f"--keep-jobs / --keep-job-days: {exc}") from None
     return ServerConfig(bind=args.bind, data_dir=args.data or default_data_dir(), device=args.device, limits=limits,
                         curve=curve, insecure=args.insecure, head_models=list(args.head_model),
                         models_config=args.models_config, log_level=args.log_level, log_format=args.log_format,
-                        test_methods=os.environ.get(ENV_TEST_JOBS) == "1")
+                        test_methods=os.environ.get(ENV_TEST_JOBS) == "1", retention=retention)
 
 
 def run(args: argparse.Namespace) -> int:

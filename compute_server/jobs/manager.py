@@ -22,6 +22,7 @@ from shared.records import JobInfo, JobState
 from .context import JobContext, JobKind
 from .persistence import JobRecordStore
 from .records import JobRecord, check_job_id, new_job_id, summarize
+from .retention import RetentionPolicy, jobs_to_forget
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,10 @@ class _Entry:
 class JobManager:
     """See the module docstring. ``device`` and ``store`` are passed to every JobContext."""
 
-    def __init__(self, records: JobRecordStore, *, store, device, max_queued: int, emit: EmitFn):
+    def __init__(self, records: JobRecordStore, *, store, device, max_queued: int, emit: EmitFn,
+                 retention: RetentionPolicy | None = None):
         self.records = records
+        self.retention = retention or RetentionPolicy()
         self.store = store
         self.device = device
         self.max_queued = max_queued
@@ -83,7 +86,23 @@ class JobManager:
             self._entries[record.job] = _Entry(record)
         if interrupted:
             log.warning("marked %d job(s) interrupted by the previous shutdown", len(interrupted))
+        self.forget_old_jobs()
         return interrupted
+
+    def forget_old_jobs(self, now: float | None = None) -> list[str]:
+        """Apply the retention policy (see retention.py): forget finished jobs beyond it,
+        records and results. -> their ids."""
+        with self._cond:
+            ids = jobs_to_forget((e.record for e in self._entries.values()), time.time() if now is None else now,
+                                 self.retention)
+            for job_id in ids:
+                del self._entries[job_id]
+        for job_id in ids:
+            self.records.forget(job_id)
+        if ids:
+            log.info("forgot %d finished job(s) under the retention policy (%d jobs, %g days)", len(ids),
+                     self.retention.keep_jobs, self.retention.keep_days)
+        return ids
 
     def start(self) -> None:
         self._worker = threading.Thread(target=self._work, name="headsplat-worker", daemon=True)
@@ -170,7 +189,11 @@ class JobManager:
             record = self._entry(job_id).record
             state, error = record.state, record.error
         if state == JobState.DONE:
-            return self.records.load_result(job_id)
+            try:
+                return self.records.load_result(job_id)
+            except FileNotFoundError:  # forgotten by the retention policy while this request waited
+                raise UserError("not_found", f"job {job_id} is no longer kept on this server (see headsplat serve "
+                                             "--keep-jobs / --keep-job-days)") from None
         if state == JobState.CANCELLED:
             raise UserError("cancelled", f"job {job_id} was cancelled; it has no result")
         if state == JobState.FAILED:
@@ -274,6 +297,7 @@ class JobManager:
             if entry is None:
                 return
             self._run(entry)
+            self.forget_old_jobs()
 
     def _run(self, entry: _Entry) -> None:
         job_id = entry.record.job

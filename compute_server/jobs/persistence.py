@@ -3,12 +3,16 @@
     DATA/jobs/<job>.json          the JobRecord, replaced atomically on every save
     DATA/jobs/<job>/              the job's output folder (JobContext.output_dir)
     DATA/jobs/<job>/result.pack   the full result of a done job (packed_file format)
+
+``forget`` removes a job (record first, then its folder); a folder whose record is gone
+(a crash between the two) is removed by the next ``load_all``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 from pathlib import Path
 
@@ -53,6 +57,7 @@ class JobRecordStore:
     def load_all(self) -> list[JobRecord]:
         """Every readable record; unreadable files are logged and skipped."""
         remove_temp_files(self.root)
+        self._remove_orphan_folders()
         records = []
         for path in self.root.glob("job_*.json"):
             if not JOB_ID_PATTERN.fullmatch(path.stem):
@@ -62,6 +67,19 @@ class JobRecordStore:
             except Exception as exc:  # a record from a newer/older format or a damaged disk
                 log.warning("skipping unreadable job record %s: %s", path.name, exc)
         return records
+
+    def forget(self, job_id: str) -> None:
+        """Remove a finished job's record and output folder from disk."""
+        with self._lock:
+            self.record_path(job_id).unlink(missing_ok=True)
+            self._written_revision.pop(job_id, None)
+        shutil.rmtree(self.output_dir(job_id), ignore_errors=True)
+
+    def _remove_orphan_folders(self) -> None:
+        for path in self.root.glob("job_*"):
+            if path.is_dir() and JOB_ID_PATTERN.fullmatch(path.name) and not self.record_path(path.name).exists():
+                log.info("removing the output folder of forgotten job %s", path.name)
+                shutil.rmtree(path, ignore_errors=True)
 
     def save_result(self, job_id: str, result: dict) -> None:
         save_packed(self.output_dir(job_id, create=True) / RESULT_FILE, result)

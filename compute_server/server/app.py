@@ -76,7 +76,8 @@ class Server:
         store.recover()
         self.events = EventBus(self._zmq)
         jobs = JobManager(JobRecordStore(self.data.jobs), store=store, device=device,
-                          max_queued=config.limits.max_queued_jobs, emit=self.events.emit)
+                          max_queued=config.limits.max_queued_jobs, emit=self.events.emit,
+                          retention=config.retention)
         jobs.recover()
         registry = MethodRegistry()
         register_builtin_methods(registry)

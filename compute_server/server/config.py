@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compute_server.jobs.retention import RetentionPolicy
 from compute_server.storage.data_dir import default_data_dir
 from shared.protocol import DEFAULT_ENDPOINT, Limits
 
@@ -40,6 +41,7 @@ class ServerConfig:
     head_models, models_config: read by the head-model and diffusion plugins.
     test_methods: register the test-only job kinds and ``debug.echo`` (tests, benchmarks).
     shutdown_grace_s: how long a running job may take to stop on SIGTERM/SIGINT.
+    retention: which finished jobs (records and results) are forgotten, and when.
     """
 
     bind: str = DEFAULT_ENDPOINT
@@ -54,6 +56,7 @@ class ServerConfig:
     log_format: str = "human"
     test_methods: bool = False
     shutdown_grace_s: float = 5.0
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
     @property
     def hard_max_frame_bytes(self) -> int:
