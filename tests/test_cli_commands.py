@@ -46,6 +46,18 @@ def test_jobs_lists_jobs(session_server, capsys):
     assert job in [j["job"] for j in jobs] and all(j["state"] == "done" for j in jobs)
 
 
+def test_info_says_why_a_configured_diffusion_model_is_not_usable():
+    from compute_server.cli.info import format_info
+
+    info = {"name": "HeadSplat compute server", "version": "x", "protocol": 1, "device": "cpu",
+            "head_models": [{"name": "builtin", "default": True}],
+            "diffusion_models": [{"name": "sd", "backend": "controlnet-normal", "usable": True, "problem": None},
+                                 {"name": "mv", "backend": "multiview", "usable": False,
+                                  "problem": "no weights in unet/"}]}
+    line = next(x for x in format_info(info).splitlines() if "diffusion models" in x)
+    assert "sd (controlnet-normal); mv (multiview) NOT USABLE: no weights in unet/" in line
+
+
 def test_client_commands_without_a_server_exit_3_with_advice(capsys):
     endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
     for command in ("info", "jobs"):

@@ -18,7 +18,7 @@ def format_info(info: dict) -> str:
     limits = info.get("limits", {})
     queue = info.get("queue", {})
     heads = ", ".join(m.get("name", "?") + (" (default)" if m.get("default") else "") for m in info["head_models"])
-    diffusion = ", ".join(m.get("name", "?") for m in info["diffusion_models"]) or "none"
+    diffusion = "; ".join(_diffusion_model(m) for m in info["diffusion_models"]) or "none"
     lines = [
         f"{info['name']} {info['version']} (protocol {info['protocol']}{', CURVE' if info.get('secure') else ''})",
         f"  device:           {info['device']}",
@@ -32,6 +32,15 @@ def format_info(info: dict) -> str:
                      f"{limits['max_image_pixels'] / 1e6:g} MP per image, {limits['max_render_frames']} frames "
                      f"per render, {limits['max_queued_jobs']} queued jobs")
     return "\n".join(lines)
+
+
+def _diffusion_model(entry: dict) -> str:
+    """"name (backend)", or why a configured model cannot be used (a user who configured
+    it needs to see that before choosing it)."""
+    text = f"{entry.get('name', '?')} ({entry.get('backend', '?')})"
+    if entry.get("usable") is False:
+        text += f" NOT USABLE: {entry.get('problem') or 'no reason given'}"
+    return text
 
 
 def run(args) -> int:
