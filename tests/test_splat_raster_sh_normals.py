@@ -119,5 +119,5 @@ def test_missing_gsplat_is_a_user_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "gsplat", None)  # import gsplat -> ImportError
     with pytest.raises(UserError) as info:
         raster_gsplat.load_gsplat_rasterization()
-    assert info.value.code == "backend_unavailable"
+    assert info.value.code == "unavailable"  # a documented protocol code
     assert "headsplat[gpu]" in info.value.message and "backend='torch'" in info.value.message
