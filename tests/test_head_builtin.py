@@ -69,6 +69,20 @@ def test_regions_cover_the_head(model):
     assert set(range(468)) <= set(np.unique(face_faces).tolist())
 
 
+def test_the_back_of_the_head_is_scalp_down_to_the_nape(model, mesh):
+    """Hair grows behind the ears down to about the earlobes: regions steer the colour
+    completion, so the back of the head must not be labelled face or neck up to ear level."""
+    v, f = mesh
+    centroids = v[f].mean(axis=1)
+    names = np.array(model.region_names)[model.face_region.numpy()]
+    ears = v[_region_vertices(model, "ear")]
+    back_midline = (np.abs(centroids[:, 0]) < 0.015) & (centroids[:, 2] < ears[:, 2].min())
+    at_ear_height = back_midline & (centroids[:, 1] > ears[:, 1].min()) & (centroids[:, 1] < ears[:, 1].max())
+    assert at_ear_height.sum() > 5 and set(names[at_ear_height]) == {"scalp"}
+    nape = ears[:, 1].min() - (ears[:, 1].max() - ears[:, 1].min())  # about an ear height below the lobes
+    assert set(names[back_midline & (centroids[:, 1] < nape)]) <= {"neck", "neck_base"}
+
+
 def test_face_is_symmetric_and_the_head_nearly_so(mesh):
     v, f = mesh
     face = v[:468]

@@ -161,9 +161,27 @@ def _add_skin(parts: _Parts, points: np.ndarray, topo, centres, volume: HeadVolu
 
 def _closure_regions(parts: np.ndarray, closure, points: np.ndarray, volume: HeadVolume) -> np.ndarray:
     """Region of each closure face from its head-volume primitive (jaw: face above the jaw
-    ellipsoid's centre, neck below it)."""
+    ellipsoid's centre, neck below it), except that skin behind the ears and above the
+    nape is scalp whichever primitive made it (``_behind_ears_above_nape``)."""
     all_points = np.concatenate([points[:468], closure.vertices])
-    centroid_y = all_points[closure.faces].mean(axis=1)[:, 1]
+    centroids = all_points[closure.faces].mean(axis=1)
     names = np.array(["scalp", "face", "neck", "ear", "neck_base"])[parts]
-    names = np.where((parts == 1) & (centroid_y < volume.jaw.centre[1]), "neck", names)
+    names = np.where((parts == 1) & (centroids[:, 1] < volume.jaw.centre[1]), "neck", names)
+    hair = _behind_ears_above_nape(centroids, volume) & np.isin(names, ["face", "neck"])
+    names = np.where(hair, "scalp", names)
     return np.array([REGION_NAMES.index(str(x)) for x in names])
+
+
+def _behind_ears_above_nape(points: np.ndarray, volume: HeadVolume) -> np.ndarray:
+    """(N,) bool: behind the ears' back edge and above the nape hairline, which on most
+    heads runs about one ear height below the ears' centres (a little under the earlobes).
+
+    Why: regions steer the colour completion of unseen skin. The jaw and neck primitives
+    reach up the back of the head to ear level; labelled face or neck, the back of every
+    head came out skin-coloured below the crown instead of continuing the hair.
+    """
+    s = volume.settings
+    ear_centre = np.mean([ear.centre for ear in volume.ears], axis=0)
+    behind = points[:, 2] < ear_centre[2] - 0.5 * s.ear_width_m
+    above_nape = points[:, 1] > ear_centre[1] - s.ear_height_m
+    return behind & above_nape
