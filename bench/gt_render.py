@@ -117,7 +117,8 @@ def _holdout_material(bpy):
     """Cut surfaces are not part of the head: alpha 0 where they are seen, like the avatar,
     which has no surface below the cut either."""
     mat = bpy.data.materials.new("headsplat_cut")
-    mat.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # 5.0+ always uses node trees
+        mat.use_nodes = True
     nodes = mat.node_tree.nodes
     nodes.clear()
     holdout = nodes.new("ShaderNodeHoldout")
@@ -128,7 +129,8 @@ def _holdout_material(bpy):
 
 def _clay_material(bpy, rgb):
     mat = bpy.data.materials.new("headsplat_clay")
-    mat.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # 5.0+ always uses node trees
+        mat.use_nodes = True
     bsdf = mat.node_tree.nodes["Principled BSDF"]
     bsdf.inputs["Base Color"].default_value = (*rgb, 1.0)
     bsdf.inputs["Roughness"].default_value = 0.6
@@ -171,7 +173,8 @@ def _setup_render(bpy, spec: GroundTruthSpec) -> None:
     scene.view_settings.view_transform = "Standard"
     scene.view_settings.look = "None"
     world = bpy.data.worlds.new("headsplat_world")
-    world.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # 5.0+ always uses node trees
+        world.use_nodes = True
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (*spec.world_linear_rgb, 1.0)
     scene.world = world
 

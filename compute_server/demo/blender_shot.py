@@ -53,7 +53,8 @@ def _set_stage(bpy, rig_root, size: int) -> None:
     scene.render.resolution_x = scene.render.resolution_y = size
     scene.render.film_transparent = False
     world = bpy.data.worlds.new("Demo World")
-    world.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # 5.0+ always uses node trees
+        world.use_nodes = True
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.18, 0.2, 0.24, 1.0)
     scene.world = world
     head_z = rig_root.matrix_world.translation.z
@@ -61,7 +62,8 @@ def _set_stage(bpy, rig_root, size: int) -> None:
     backdrop = bpy.context.object
     backdrop.name = "Backdrop"
     material = bpy.data.materials.new("Backdrop")
-    material.use_nodes = True
+    if bpy.app.version < (5, 0, 0):  # 5.0+ always uses node trees
+        material.use_nodes = True
     material.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = (0.55, 0.35, 0.25, 1.0)
     backdrop.data.materials.append(material)
     for name, location, energy in (("Key", (1.2, -1.5, head_z + 1.2), 250.0), ("Fill", (-1.5, -1.0, head_z + 0.3), 80.0)):
