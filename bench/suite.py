@@ -13,6 +13,8 @@ others, and bpy / CUDA state never leaks between them):
   presets    avatar.create stage times per preset, optimization measured over a few
              iterations and projected to the preset's full length           (this file)
   e2e        portrait -> avatar, end to end through a server, with identity    (bench/fit.py)
+  render     fps of a real avatar at 512x512 and 1920x1080, raster and whole request
+             (its final Gaussian count; standard preset on a GPU)            (bench/render.py)
   blender    Blender-side import and viewport-preview update for 100k splats  (bench/blender_viewport.py)
   scaling    cost vs Gaussian count, image size and frames per request, plot  (bench/scaling.py)
   quality    ground-truth scan benchmark (long; not in the default set)       (bench/quality.py)
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SECTIONS = ("protocol", "raster", "presets", "e2e", "blender", "scaling")
+DEFAULT_SECTIONS = ("protocol", "raster", "presets", "e2e", "render", "blender", "scaling")
 ALL_SECTIONS = DEFAULT_SECTIONS + ("quality",)
 
 
@@ -59,6 +61,10 @@ def sections(device: str, full: bool) -> dict[str, Section]:
         "e2e": Section("e2e", ["-m", "bench.fit"] + dev + ["--preset", "standard" if gpu else "draft"]
                        + ([] if big else ["--iterations", "300"]),
                        "standard preset" if gpu else ("draft preset" if full else "draft preset, 300 iterations")),
+        "render": Section("render", ["-m", "bench.render"] + dev
+                          + (["--preset", "standard", "--iterations", "0"] if gpu else
+                             ["--iterations", "0" if full else "300"]),
+                          "standard-preset avatar" if gpu else ("draft avatar" if full else "draft avatar, 300 iterations")),
         "blender": Section("blender", ["-m", "bench.blender_viewport"] + ([] if big else ["--quick"]),
                            "25k/100k/300k splats" if big else "25k/100k splats"),
         "scaling": Section("scaling", ["-m", "bench.scaling"] + dev, "plot: docs/images/results/scaling.png"),

@@ -20,6 +20,8 @@ def test_reduced_full_and_gpu_commands():
     assert "--quick" in reduced["blender"].argv and "--quick" not in gpu["blender"].argv
     assert reduced["e2e"].argv[-2:] == ["--iterations", "300"] and "--iterations" not in full["e2e"].argv
     assert gpu["e2e"].argv[gpu["e2e"].argv.index("--preset") + 1] == "standard"
+    assert gpu["render"].argv[-4:] == ["--preset", "standard", "--iterations", "0"]
+    assert reduced["render"].argv[-2:] == ["--iterations", "300"]
     assert "quality" not in suite.DEFAULT_SECTIONS
     for table in (reduced, full, gpu):  # every command names a module or script that exists
         for section in table.values():
