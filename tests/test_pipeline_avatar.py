@@ -144,6 +144,7 @@ def test_render_refuses_bad_requests_at_submission(client, created, params, code
     ({"diffusion": "sd-does-not-exist"}, "unavailable"),
     ({"head_model": "flame1999"}, "bad_request"),
     ({"images": []}, "bad_request"),
+    ({"images": None, "video": {"name": "selfie.mp4", "data": b""}}, "bad_file"),
 ])
 def test_create_refuses_bad_requests_at_submission(client, overrides, code):
     with pytest.raises(ServerError) as info:

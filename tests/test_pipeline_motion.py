@@ -47,3 +47,9 @@ def test_track_refuses_missing_video_at_submission(client):
     with pytest.raises(ServerError) as info:
         client.submit("motion.track", {"video": {"name": "x.mp4"}})
     assert info.value.code == "bad_request"
+
+
+def test_an_empty_video_file_is_refused_at_submission_by_name(client):
+    with pytest.raises(ServerError) as info:
+        client.submit("motion.track", {"video": {"name": "take3.mov", "data": b""}})
+    assert info.value.code == "bad_file" and "take3.mov" in info.value.message and "empty" in info.value.message

@@ -63,6 +63,8 @@ def validate(params: dict, ctx, services) -> AvatarRequest:
         if not isinstance(data, (bytes, memoryview)):
             raise UserError("bad_request", "params.video.data must be binary data (the video file)")
         video_input = (require_str(video, "name", default="video", where="params.video"), bytes(data))
+        if not video_input[1]:
+            raise UserError("bad_file", f"{video_input[0]}: the video file is empty")
     else:
         video_input = None
         for i, item in enumerate(require_list(params, "images", max_items=MAX_IMAGES)):

@@ -32,9 +32,11 @@ class TrackRequest:
 def validate(params: dict, ctx, services) -> TrackRequest:
     video = require_map(params, "video")
     data = video.get("data")
-    if not isinstance(data, (bytes, memoryview)) or len(data) == 0:
+    if not isinstance(data, (bytes, memoryview)):
         raise UserError("bad_request", "params.video.data must be the video file's bytes")
     name = os.path.basename(require_str(video, "name", default="video.mp4", max_chars=255, where="params.video"))
+    if len(data) == 0:
+        raise UserError("bad_file", f"{name}: the video file is empty")
     if os.path.splitext(name)[1].lower() not in VIDEO_SUFFIXES:
         name = name + ".mp4"
     head_model = require_str(params, "head_model", default="builtin", max_chars=200)
