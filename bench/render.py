@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from bench.fit import astronaut_bytes
+from bench.scaling import fastest_seconds
 from shared.camera import Camera
 
 SIZES = ((512, 512), (1920, 1080))
@@ -55,25 +56,16 @@ def raster_seconds(avatar, camera: Camera, device: torch.device, repeats: int) -
 
     head_model = avatar.head_model
     viewmats, Ks = stack_cameras([camera], device=device)
-    times = []
+    hp = HeadParams.zeros(head_model, 1, device=device)
+    hp.shape = avatar.shape
+    hp.jaw_pose[0, 0] = 0.1
+
+    def pose_and_render():
+        vertices = head_model(hp).vertices[0] + avatar.static_offset
+        render_avatar(avatar.splats, vertices, head_model.faces, viewmats, Ks, camera.width, camera.height)
+
     with torch.no_grad():
-        for i in range(repeats + 1):
-            _sync(device)
-            started = time.perf_counter()
-            hp = HeadParams.zeros(head_model, 1, device=device)
-            hp.shape = avatar.shape
-            hp.jaw_pose[0, 0] = 0.1 * i
-            vertices = head_model(hp).vertices[0] + avatar.static_offset
-            render_avatar(avatar.splats, vertices, head_model.faces, viewmats, Ks, camera.width, camera.height)
-            _sync(device)
-            if i:
-                times.append(time.perf_counter() - started)
-    return min(times)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        return fastest_seconds(pose_and_render, device, repeats)
 
 
 def request_seconds(client, avatar_id: str, camera: Camera, n_frames: int, n_expr: int) -> float:

@@ -165,15 +165,23 @@ def seconds_per_render(scene: Scene, model, width: int, height: int, device: tor
 
     viewmats, Ks = stack_cameras([front_camera(scene, width, height)], device=device)
     faces = scene.head_model.faces
-    times = []
     with torch.no_grad():
-        for i in range(repeats + 1):
-            _sync(device)
-            started = time.perf_counter()
-            render_avatar(model, scene.vertices, faces, viewmats, Ks, width, height)
-            _sync(device)
-            if i:
-                times.append(time.perf_counter() - started)
+        return fastest_seconds(lambda: render_avatar(model, scene.vertices, faces, viewmats, Ks, width, height),
+                               device, repeats)
+
+
+def fastest_seconds(run, device: torch.device, repeats: int) -> float:
+    """Fastest of ``repeats`` calls of ``run()`` after one warm-up call (the best of several
+    runs is the figure least disturbed by other work, as ``timeit`` advises); waits for the
+    GPU before and after each call so asynchronous kernels are counted."""
+    times = []
+    for i in range(repeats + 1):
+        _sync(device)
+        started = time.perf_counter()
+        run()
+        _sync(device)
+        if i:
+            times.append(time.perf_counter() - started)
     return min(times)
 
 

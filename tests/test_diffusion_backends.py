@@ -22,8 +22,8 @@ from compute_server.diffusion.variations import ViewTarget, expression_targets, 
 from compute_server.errors import JobCancelled, UserError
 from compute_server.views.reprojection import reprojected_view
 from compute_server.views.synthesis import ReprojectionSynthesizer
-from tests.test_diffusion_support import (StepCounter, astronaut_input, models_config, ring_cameras, synthetic_input,
-                                          tiny, one_torch_thread)  # noqa: F401  (fixtures)
+from tests.test_diffusion_support import (StepCounter, astronaut_input, models, models_config, ring_cameras,  # noqa: F401
+                                          synthetic_input, tiny, one_torch_thread)  # (fixtures)
 
 USER_ADAPTER = '''
 import torch
@@ -50,13 +50,6 @@ class EchoAdapter:
         decoded = ((self.vae.decode(latents).sample + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1)
         return MultiviewResult(images=(1 - self.mix) * decoded + self.mix * request.normal_maps)
 '''
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny):
-    models = DiffusionModels.from_config(models_config(tmp_path_factory.mktemp("config"), tiny))
-    yield models
-    models.release_all()
 
 
 @pytest.fixture(scope="module")

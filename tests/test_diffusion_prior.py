@@ -20,15 +20,8 @@ from compute_server.errors import JobCancelled
 from compute_server.views.synthesis import PriorRequest, ReprojectionSynthesizer
 from shared.client import Client
 from tests.server_harness import inprocess_server
-from tests.test_diffusion_support import (models_config, one_torch_thread, ring_cameras, synthetic_input,  # noqa: F401
-                                          tiny)
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, tiny):
-    models = DiffusionModels.from_config(models_config(tmp_path_factory.mktemp("config"), tiny))
-    yield models
-    models.release_all()
+from tests.test_diffusion_support import (models, models_config, one_torch_thread, ring_cameras,  # noqa: F401
+                                          synthetic_input, tiny)
 
 
 @pytest.fixture(scope="module")

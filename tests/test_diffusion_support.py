@@ -35,6 +35,16 @@ def tiny(tmp_path_factory) -> TinyModels:
     return tiny_models(tmp_path_factory)
 
 
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tiny):
+    """The configured tiny models of one test module, released after it."""
+    from compute_server.diffusion.registry import DiffusionModels
+
+    configured = DiffusionModels.from_config(models_config(tmp_path_factory.mktemp("config"), tiny))
+    yield configured
+    configured.release_all()
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
     """The tiny networks run thousands of microsecond kernels; on a shared 2-core machine
