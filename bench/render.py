@@ -32,14 +32,6 @@ from shared.camera import Camera
 SIZES = ((512, 512), (1920, 1080))
 
 
-def frame_camera(portrait: Camera, width: int, height: int) -> Camera:
-    """The portrait camera's view at ``width`` x ``height`` with square pixels: the vertical
-    field of view is kept and a wider frame shows more on the sides (a 16:9 shot)."""
-    fy = portrait.fy * height / portrait.height
-    return Camera(portrait.world_to_camera, fy, fy, width / 2.0, height / 2.0, int(width), int(height),
-                  portrait.near, portrait.far)
-
-
 def jaw_clip(n_frames: int, n_expr: int) -> dict[str, np.ndarray]:
     """A clip that opens and closes the jaw, so every frame is posed anew."""
     jaw = np.zeros((n_frames, 3), np.float32)
@@ -132,7 +124,7 @@ def main(argv=None) -> None:
                     raise SystemExit(f"avatar {avatar_id} has no portrait camera to frame the shot from")
                 rows = []
                 for width, height in SIZES:
-                    camera = frame_camera(portrait, width, height)
+                    camera = portrait.reframed(width, height)
                     n_frames = args.frames or (48 if device.type == "cuda" else (24 if width <= 512 else 8))
                     raster = raster_seconds(avatar, camera, device, args.repeats)
                     request = request_seconds(client, avatar_id, camera, n_frames, avatar.n_expr) / n_frames

@@ -87,6 +87,14 @@ class Camera:
         return Camera(self.world_to_camera, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy,
                       int(width), int(height), self.near, self.far)
 
+    def reframed(self, width: int, height: int) -> "Camera":
+        """The same view in a frame of another size and shape, with the pixel aspect kept:
+        the vertical field of view stays, a wider frame shows more at the sides (a 16:9
+        shot of a square portrait camera). For the same shape it equals ``resized``."""
+        s = height / self.height
+        return Camera(self.world_to_camera, self.fx * s, self.fy * s, width / 2.0 + (self.cx - self.width / 2.0) * s,
+                      height / 2.0 + (self.cy - self.height / 2.0) * s, int(width), int(height), self.near, self.far)
+
     def project(self, points_world: np.ndarray) -> np.ndarray:
         """(N, 3) head-space points -> (N, 3): pixel x, pixel y, camera depth z."""
         p = np.asarray(points_world, dtype=np.float64)

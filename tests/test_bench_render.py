@@ -1,20 +1,11 @@
-"""bench/render.py: the shot camera keeps the portrait's vertical view with square pixels,
-the clip poses every frame, and a tiny run prints the table through a real server."""
+"""bench/render.py: the clip poses every frame, and a tiny run prints the table through a
+real server."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from bench.render import frame_camera, jaw_clip, main
-from shared.camera import Camera
-
-
-def test_frame_camera_keeps_the_vertical_view_with_square_pixels():
-    portrait = Camera(np.eye(4), 600.0, 600.0, 256.0, 256.0, 512, 512, 0.01, 100.0)
-    wide = frame_camera(portrait, 1920, 1080)
-    assert (wide.width, wide.height) == (1920, 1080) and wide.fx == wide.fy
-    assert np.isclose(wide.height / wide.fy, portrait.height / portrait.fy)       # same vertical field of view
-    assert (wide.cx, wide.cy) == (960.0, 540.0)
+from bench.render import jaw_clip, main
 
 
 def test_jaw_clip_moves_the_jaw_on_every_inner_frame():

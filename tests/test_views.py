@@ -13,7 +13,7 @@ from compute_server.views.masks import head_region, novel_view_loss_mask
 from compute_server.views.reprojection import mirror_camera, mirror_head_params, reprojected_view
 from compute_server.views.sampling import fixed_ring, head_centre, random_views
 from compute_server.views.surface import render_surface
-from shared.camera import orbit_camera
+from shared.camera import Camera, orbit_camera
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +129,17 @@ def test_camera_sampling_follows_gafs_ranges():
     assert 0.15 < np.mean(az > 100) < 0.35
     ring = fixed_ring(reference, np.zeros(3))
     assert any(a == 180 for a, _, _ in ring) and all(c.width == 64 for _, _, c in ring)
+
+
+def test_a_reframed_camera_keeps_square_pixels_and_the_vertical_view():
+    """render.frames presets at a 16:9 size: wider view, never a stretched head."""
+    portrait = Camera(np.eye(4), 600.0, 600.0, 250.0, 262.0, 512, 512, 0.01, 100.0)
+    wide = portrait.reframed(1920, 1080)
+    assert (wide.width, wide.height) == (1920, 1080) and wide.fx == wide.fy
+    assert np.isclose(wide.height / wide.fy, portrait.height / portrait.fy)        # same vertical field of view
+    point = np.array([[0.01, -0.02, 0.6]])                                          # on the optical axis side
+    offset = portrait.project(point)[0, :2] - [portrait.width / 2, portrait.height / 2]
+    np.testing.assert_allclose(wide.project(point)[0, :2] - [960, 540], offset * 1080 / 512)
+    square = portrait.reframed(256, 256)
+    resized = portrait.resized(256, 256)
+    assert (square.fx, square.fy, square.cx, square.cy) == pytest.approx((resized.fx, resized.fy, resized.cx, resized.cy))

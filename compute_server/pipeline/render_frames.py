@@ -130,7 +130,7 @@ def _cameras(req: RenderRequest, avatar) -> list[Camera]:
     else:
         ref = avatar.portrait_camera
         if req.size:
-            ref = ref.resized(*req.size)
+            ref = ref.reframed(*req.size)  # a 16:9 size widens the view; it never stretches the head
         if req.camera_preset == "portrait":
             cams = [ref]
         else:
