@@ -72,10 +72,12 @@ def identity_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def composite_on(rgba: np.ndarray, background=(255, 255, 255)) -> np.ndarray:
-    """(H, W, 4) uint8 or float RGBA -> (H, W, 3) uint8 over a flat background."""
+    """(H, W, 4) uint8 or float RGBA -> (H, W, 3) uint8 over a flat background (0-255),
+    what dlib's detector takes."""
+    from bench.metrics import composite
+
     rgba = np.asarray(rgba)
     if rgba.dtype != np.uint8:
         rgba = (np.clip(rgba, 0, 1) * 255).round().astype(np.uint8)
-    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-    out = rgba[..., :3].astype(np.float32) * alpha + np.asarray(background, np.float32) * (1 - alpha)
-    return out.round().astype(np.uint8)
+    out = composite(rgba, tuple(c / 255.0 for c in background)) * 255.0
+    return np.clip(out.round(), 0, 255).astype(np.uint8)
