@@ -28,6 +28,7 @@ _package = _shared_package()
 PACKAGE_NAME = _package.__name__
 __version__ = _package.__version__
 PROTOCOL_VERSION = _package.PROTOCOL_VERSION
+VIDEO_SUFFIXES = _package.VIDEO_SUFFIXES
 
 camera = importlib.import_module(f"{PACKAGE_NAME}.camera")
 rotations = importlib.import_module(f"{PACKAGE_NAME}.rotations")

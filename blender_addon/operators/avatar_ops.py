@@ -9,11 +9,11 @@ from bpy.props import CollectionProperty, EnumProperty, IntProperty, StringPrope
 from bpy_extras.io_utils import ImportHelper
 
 from .. import connection, import_flow, jobs
+from .._shared import VIDEO_SUFFIXES
 from ..connection import Ticket
 from ..properties import PRESETS
 from .common import conclude, report_failure, wait_property
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 MAX_IMAGES = 8
 
@@ -33,7 +33,7 @@ def create_params(paths: list[str], *, preset: str, name: str, seed: int, diffus
     for path in paths:
         if not os.path.isfile(path):
             raise ValueError(f"the file {path} does not exist")
-    videos = [p for p in paths if p.lower().endswith(VIDEO_EXTENSIONS)]
+    videos = [p for p in paths if p.lower().endswith(VIDEO_SUFFIXES)]
     if videos and len(paths) > 1:
         raise ValueError("give either one video or up to 8 photos, not both")
     if not videos and len(paths) > MAX_IMAGES:
@@ -67,7 +67,7 @@ class HEADSPLAT_OT_create_avatar(bpy.types.Operator, ImportHelper):
     bl_label = "Create Avatar"
     bl_options = {"REGISTER"}
 
-    filter_glob: StringProperty(default="*" + ";*".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS), options={"HIDDEN"})
+    filter_glob: StringProperty(default="*" + ";*".join(IMAGE_EXTENSIONS + VIDEO_SUFFIXES), options={"HIDDEN"})
     files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
     directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
     preset: EnumProperty(name="Preset", items=PRESETS, default="STANDARD")

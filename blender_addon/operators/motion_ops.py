@@ -10,9 +10,8 @@ from bpy.props import IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from .. import connection, jobs, motion_io
-from .._shared import curve_sampling, motion as motion_mod
+from .._shared import VIDEO_SUFFIXES, curve_sampling, motion as motion_mod
 from ..scene_import.rig import PROP_AVATAR_ID, find_rig_roots
-from .avatar_ops import VIDEO_EXTENSIONS
 from .common import conclude, report_failure, wait_property
 
 
@@ -43,7 +42,7 @@ class HEADSPLAT_OT_import_motion(bpy.types.Operator, ImportHelper):
     bl_label = "Import Motion"
     bl_options = {"REGISTER", "UNDO"}
 
-    filter_glob: StringProperty(default="*.npz;*" + ";*".join(VIDEO_EXTENSIONS), options={"HIDDEN"})
+    filter_glob: StringProperty(default="*.npz;*" + ";*".join(VIDEO_SUFFIXES), options={"HIDDEN"})
     target: StringProperty(name="Rig", description="Rig root to key (default: the selected avatar)")
     first_frame: IntProperty(name="First Frame", default=-1,
                              description="Scene frame of the motion's first frame (-1: the scene's start)")

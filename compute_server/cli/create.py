@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from compute_server.errors import UserError
+from shared import VIDEO_SUFFIXES
 
 from .common import add_client_options
 from .progress import ProgressBar
@@ -32,9 +33,6 @@ def register(subparsers) -> None:
     add_client_options(p)
     add_embedded_options(p)
     p.set_defaults(func=run)
-
-
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi")
 
 
 def request_params(args) -> dict:

@@ -17,7 +17,7 @@ import torch
 from ..errors import UserError
 from ..face import prepare_portrait
 from ..head.model import HeadParams
-from ..server.validation import require_image, require_int, require_list, require_map, require_str
+from ..server.validation import require_image, require_int, require_list, require_str, require_video
 from ..splats.init import initialize_splats
 from ..splats.optimize import optimize_splats
 from ..tracking.portrait_fit import fit_portraits
@@ -58,13 +58,7 @@ def validate(params: dict, ctx, services) -> AvatarRequest:
     """Quick checks on the network thread: every problem a user can fix is refused here."""
     images = []
     if params.get("video") is not None:
-        video = require_map(params, "video")
-        data = video.get("data")
-        if not isinstance(data, (bytes, memoryview)):
-            raise UserError("bad_request", "params.video.data must be binary data (the video file)")
-        video_input = (require_str(video, "name", default="video", where="params.video"), bytes(data))
-        if not video_input[1]:
-            raise UserError("bad_file", f"{video_input[0]}: the video file is empty")
+        video_input = require_video(params)
     else:
         video_input = None
         for i, item in enumerate(require_list(params, "images", max_items=MAX_IMAGES)):

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import UserError
+from shared import VIDEO_SUFFIXES
+
 from ..face.video_landmarks import track_video_landmarks
-from ..server.validation import require_int, require_map, require_str
+from ..server.validation import require_int, require_str, require_video
 from ..storage.avatar_store import check_avatar_id
 from ..tracking.video_track import track_landmarks
-
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi")
 
 
 @dataclass
@@ -30,13 +29,7 @@ class TrackRequest:
 
 
 def validate(params: dict, ctx, services) -> TrackRequest:
-    video = require_map(params, "video")
-    data = video.get("data")
-    if not isinstance(data, (bytes, memoryview)):
-        raise UserError("bad_request", "params.video.data must be the video file's bytes")
-    name = os.path.basename(require_str(video, "name", default="video.mp4", max_chars=255, where="params.video"))
-    if len(data) == 0:
-        raise UserError("bad_file", f"{name}: the video file is empty")
+    name, data = require_video(params)
     if os.path.splitext(name)[1].lower() not in VIDEO_SUFFIXES:
         name = name + ".mp4"
     head_model = require_str(params, "head_model", default="builtin", max_chars=200)
@@ -45,7 +38,7 @@ def validate(params: dict, ctx, services) -> TrackRequest:
         head_model = ctx.store.metadata(avatar).get("head_model", {}).get("name", head_model)
     services.head_models.check(head_model)
     max_frames = require_int(params, "max_frames", default=None, min_value=1, max_value=ctx.limits.max_render_frames)
-    return TrackRequest(name=name, data=bytes(data), head_model=head_model, max_frames=max_frames)
+    return TrackRequest(name=name, data=data, head_model=head_model, max_frames=max_frames)
 
 
 def summarize(req: TrackRequest) -> dict:

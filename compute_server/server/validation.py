@@ -8,6 +8,7 @@ missing field or a value over a limit always produces the same kind of sentence,
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,6 +168,20 @@ class ImageBytes:
 
 
 @_optional
+def require_video(params: dict, name: str = "video") -> tuple[str, bytes]:
+    """A video file field ``{"name", "data"}`` -> (file name without folders, the bytes).
+    The container is only read by the job (FFmpeg); an empty file is refused here."""
+    video = require_map(params, name)
+    data = video.get("data")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise UserError("bad_request", f"params.{name}.data must be the video file's bytes")
+    file_name = os.path.basename(require_str(video, "name", default="video.mp4", max_chars=255,
+                                             where=f"params.{name}"))
+    if len(data) == 0:
+        raise UserError("bad_file", f"{file_name}: the video file is empty")
+    return file_name, bytes(data)
+
+
 def require_image(params: dict, name: str, limits: Limits, *, default=_MISSING, where: str = "params",
                   formats: tuple[str, ...] = ("png", "jpeg")) -> ImageBytes:
     """An encoded image field: reads only the file header to check its size against
