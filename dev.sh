@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The two set-up commands of the README, each self-contained on a fresh machine:
-#   ./dev.sh demo   -> installs what the main job needs, then runs `headsplat demo`
+#   ./dev.sh demo   -> installs what the main job needs (Blender's bpy included), then runs `headsplat demo`
 #   ./dev.sh test   -> installs the test extras, then runs the whole test suite
 # Extra arguments go to the command (e.g. ./dev.sh test -k protocol, ./dev.sh demo --out DIR).
 set -euo pipefail
@@ -16,7 +16,7 @@ ensure_venv() {
     fi
 }
 
-install() {  # $1: extras spec, e.g. "" or "[test]"
+install() {  # $1: extras spec, e.g. "[blender]" or "[test]"
     local stamp="$VENV/.installed$1"
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
         # torch first and alone, so the pinned CPU build is taken before anything asks for "torch"
@@ -26,11 +26,15 @@ install() {  # $1: extras spec, e.g. "" or "[test]"
     fi
 }
 
+# What `./dev.sh demo` installs; tests/test_demo.py reads this line to check that every module
+# the demo imports comes with it.
+DEMO_EXTRAS="[blender]"
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
     demo)
-        ensure_venv; install ""
+        ensure_venv; install "$DEMO_EXTRAS"
         exec "$VENV/bin/headsplat" demo "$@" ;;
     test)
         ensure_venv; install "[test]"

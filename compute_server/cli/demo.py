@@ -29,6 +29,13 @@ def run(args) -> int:
     settings = DemoSettings(out=args.out.resolve(), preset=args.preset, device=args.device, data=args.data,
                             video=args.video, blender=not args.no_blender, iterations=args.iterations)
     index = run_demo(settings)
+    blender = settings.blender_step
     print(f"\nHeadSplat demo finished in {settings.timings['total'] / 60:.1f} min.")
+    if blender is not None and blender.frames:
+        print(f"Blender shot: {len(blender.frames)} composited frames and demo.blend in {index.parent / 'blender'}")
+    elif blender is not None and blender.skipped and settings.blender:
+        print(f"Without the Blender shot: {blender.skipped}")
     print(f"Open {index} (or {index.parent / 'contact_sheet.png'}) to see the results.")
-    return 0
+    # A Blender step that ran and broke is a failure of the demo (the page says what is missing);
+    # a Blender that is not installed is an optional part left out.
+    return 1 if blender is not None and blender.failed else 0

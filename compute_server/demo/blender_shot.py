@@ -18,6 +18,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO_MODULE = "headsplat_demo"
+# Exit status meaning "Blender (bpy) is not importable here": the demo skips this step on
+# it instead of failing, since Blender is an optional part of `headsplat demo`.
+EXIT_NO_BLENDER = 3
+BLENDER_INSTALL_HINT = "pip install 'headsplat[blender]' (./dev.sh demo installs it)"
 
 
 def _install_addon(bpy, work: Path) -> str:
@@ -94,8 +98,12 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="headsplat-demo-blender-"))
     os.environ["BLENDER_USER_RESOURCES"] = str(work / "user")  # never touch the user's own Blender profile
     try:
-        import bpy
-
+        try:
+            import bpy
+        except ImportError as exc:
+            print(f"Blender is not importable as a Python module ({exc}); to include this step: "
+                  f"{BLENDER_INSTALL_HINT}", file=sys.stderr)
+            return EXIT_NO_BLENDER
         package = _install_addon(bpy, work)
         prefs = bpy.context.preferences.addons[package].preferences
         prefs.endpoint = args.endpoint

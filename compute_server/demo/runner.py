@@ -44,6 +44,7 @@ class DemoSettings:
     blender_frames: int = 24
     iterations: int | None = None
     timings: dict = field(default_factory=dict)
+    blender_step: "BlenderStep | None" = None     # filled in by run_demo
 
 
 def astronaut_png() -> bytes:
@@ -121,15 +122,16 @@ def run_demo(settings: DemoSettings) -> Path:
                                     size=size, params={"jaw_pose": np.zeros((settings.turntable_frames, 3), np.float32)})
                 clip = _render(client, avatar_id, out / "expressions", "expression clip", camera_preset="portrait",
                                size=size, params={k: np.ascontiguousarray(v) for k, v in motion.frame_arrays().items()})
-            shot: list[Path] = []
+            blender = BlenderStep(frames=[], skipped="turned off with --no-blender")
             if settings.blender:
                 with _step(settings, "blender"):
-                    shot = _blender_shot(server.endpoint, avatar_id, out)
+                    blender = run_blender_step(server.endpoint, avatar_id, out, settings.blender_frames)
     finally:
         server.stop()
         server.join(60)
     settings.timings["total"] = round(time.perf_counter() - started, 1)
-    return _write_front_page(settings, created, photo, turntable, clip, shot)
+    settings.blender_step = blender
+    return _write_front_page(settings, created, photo, turntable, clip, blender)
 
 
 def _motion(client: Client, settings: DemoSettings, metadata: dict, out: Path) -> Motion:
@@ -149,21 +151,43 @@ def _motion(client: Client, settings: DemoSettings, metadata: dict, out: Path) -
     return motion
 
 
-def _blender_shot(endpoint: str, avatar_id: str, out: Path) -> list[Path]:
+@dataclass
+class BlenderStep:
+    """What the demo's Blender step left: the composited shot frames, or why there are none
+    (``skipped``: Blender is not installed, an optional part; ``failed``: it ran and broke)."""
+    frames: list[Path]
+    skipped: str | None = None
+    failed: str | None = None
+
+
+def run_blender_step(endpoint: str, avatar_id: str, out: Path, frames: int = 24) -> BlenderStep:
+    """Run ``compute_server.demo.blender_shot`` in its own process (bpy owns its process) and
+    turn a missing Blender into a skip with one line saying what to install."""
+    from .blender_shot import BLENDER_INSTALL_HINT, EXIT_NO_BLENDER
+
     shot_dir = out / "blender"
+    log = out / "blender.log"
     cmd = [sys.executable, "-m", "compute_server.demo.blender_shot", "--endpoint", endpoint, "--avatar", avatar_id,
-           "--motion", str(out / "motion.npz"), "--out", str(shot_dir), "--frames", "24"]
+           "--motion", str(out / "motion.npz"), "--out", str(shot_dir), "--frames", str(frames)]
     print("running Blender headless (add-on install, rig import, keyed motion, composited render)...", flush=True)
     result = subprocess.run(cmd, capture_output=True, text=True)
-    (out / "blender.log").write_text(result.stdout + "\n" + result.stderr)
+    log.write_text(result.stdout + "\n" + result.stderr)
+    if result.returncode == EXIT_NO_BLENDER:
+        reason = f"Blender (bpy) is not installed in this environment; to include it: {BLENDER_INSTALL_HINT}"
+        print(f"skipped the Blender step: {reason}", flush=True)
+        return BlenderStep(frames=[], skipped=reason)
     if result.returncode != 0:
-        raise RuntimeError(f"the Blender step failed; see {out / 'blender.log'}:\n{result.stderr[-1500:]}")
-    return sorted(shot_dir.glob("shot_*.png"))
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        reason = f"the Blender step failed ({last}); the whole log is in {log}"
+        print(reason, flush=True)
+        return BlenderStep(frames=[], failed=reason)
+    return BlenderStep(frames=sorted(shot_dir.glob("shot_*.png")))
 
 
 def _write_front_page(settings: DemoSettings, created: dict, photo: Path, turntable: list[Path], clip: list[Path],
-                      shot: list[Path]) -> Path:
+                      blender: BlenderStep) -> Path:
     out = settings.out
+    shot = blender.frames
     stills = [("input photo", photo), ("avatar, portrait camera", out / "preview.png")]
     stills += [(f"turntable {i * 360 // max(len(turntable), 1)} deg", turntable[i])
                for i in range(0, len(turntable), max(1, len(turntable) // 4))][:4]
@@ -180,6 +204,8 @@ def _write_front_page(settings: DemoSettings, created: dict, photo: Path, turnta
     metrics = created["metrics"]
     facts = [("avatar", created["avatar"]), ("preset", settings.preset), ("Gaussians", str(created["splats"])),
              ("input-view PSNR / SSIM", f"{metrics['input_psnr_db']:.2f} dB / {metrics['input_ssim']:.4f}")]
+    if blender.skipped or blender.failed:
+        facts.append(("Blender shot", f"not made: {blender.skipped or blender.failed}"))
     facts += [(f"time: {k}", f"{v:.1f} s") for k, v in settings.timings.items()]
     sheet = contact_sheet(stills, out / "contact_sheet.png")
     links.append(("contact_sheet.png", sheet))
