@@ -27,11 +27,21 @@ def format_info(info: dict) -> str:
         f"  queue:            {queue.get('queued', 0)} waiting, running: {queue.get('running') or 'nothing'}",
         f"  up:               {format_age(info.get('uptime_s', 0.0))}",
     ]
+    if info.get("doctor"):
+        lines.append(f"  doctor:           {_doctor_line(info['doctor'])}")
     if limits:
         lines.append(f"  limits:           {limits['max_message_bytes'] / 2**20:g} MiB per message, "
                      f"{limits['max_image_pixels'] / 1e6:g} MP per image, {limits['max_render_frames']} frames "
                      f"per render, {limits['max_queued_jobs']} queued jobs")
     return "\n".join(lines)
+
+
+def _doctor_line(summary: dict) -> str:
+    """The server's cached doctor summary in one line: its problems, or that there are none."""
+    problems = summary.get("problems") or []
+    if not problems:
+        return "no problems found (quick checks; `headsplat doctor` on the server runs them all)"
+    return "; ".join(f"{p.get('verdict', '?').upper()} {p.get('name', '?')}: {p.get('detail', '')}" for p in problems)
 
 
 def _diffusion_model(entry: dict) -> str:

@@ -38,7 +38,7 @@ from .security import check_bind_allowed, load_server_keys, make_curve_server, s
 log = logging.getLogger(__name__)
 
 # Later issues add their plugin modules here (or create compute_server/pipeline/plugin.py).
-PLUGIN_MODULES: tuple[str, ...] = ("compute_server.pipeline.plugin",)
+PLUGIN_MODULES: tuple[str, ...] = ("compute_server.pipeline.plugin", "compute_server.doctor.plugin")
 TEST_PLUGIN_MODULE = "compute_server.jobs.testing"  # only with ServerConfig.test_methods
 
 HEARTBEAT_IVL_MS = 1000

@@ -22,10 +22,12 @@ def _builtin_head_models() -> list[dict]:
 class InfoProviders:
     """Callables that fill ``server.info``; plugins replace them (e.g. the head-model
     plugin lists FLAME files it found, the diffusion plugin the installed models).
-    Each returns a list of maps with at least ``name``."""
+    Each model provider returns a list of maps with at least ``name``; ``doctor`` returns
+    one map and must be cheap (it is called on every ``server.info``)."""
 
     head_models: Callable[[], list[dict]] = _builtin_head_models
     diffusion_models: Callable[[], list[dict]] = list
+    doctor: Callable[[], dict] = dict   # the doctor's cached summary (compute_server.doctor.plugin)
 
 
 @dataclass

@@ -33,6 +33,7 @@ def server_info(ctx, call: Call) -> dict:
         "uptime_s": round(time.time() - ctx.started_at, 3),
         "methods": ctx.registry.implemented(),
         "secure": ctx.secure,
+        "doctor": ctx.providers.doctor(),
     }
 
 
