@@ -36,6 +36,7 @@ motion = importlib.import_module(f"{PACKAGE_NAME}.motion")
 splat_format = importlib.import_module(f"{PACKAGE_NAME}.splat_format")
 rig_math = importlib.import_module(f"{PACKAGE_NAME}.rig_math")
 curve_sampling = importlib.import_module(f"{PACKAGE_NAME}.curve_sampling")
+preset_choice = importlib.import_module(f"{PACKAGE_NAME}.preset_choice")
 
 
 def client_module():

@@ -13,6 +13,7 @@ import time
 import bpy
 
 from . import connection, jobs
+from .operators.avatar_ops import auto_preset_text
 from .operators.motion_ops import resolve_rig
 from .scene_import.rig import find_head_object
 
@@ -86,6 +87,8 @@ class VIEW3D_PT_headsplat_create(_Panel, bpy.types.Panel):
         settings = context.scene.headsplat
         layout.prop(settings, "source_path")
         layout.prop(settings, "preset")
+        if settings.preset == "AUTO":
+            _wrapped(layout.column(align=True), auto_preset_text(connection.state()))
         layout.prop(settings, "avatar_name")
         layout.prop(settings, "seed")
         if connection.state().info.get("diffusion_models"):

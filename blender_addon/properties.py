@@ -13,7 +13,9 @@ from bpy.props import (
     BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty,
 )
 
-PRESETS = [("DRAFT", "Draft", "Fast, lower quality (minutes on a GPU)"),
+PRESETS = [("AUTO", "Auto", "Follow the connected server's device: Draft on a CPU (where Standard takes about an "
+                             "hour), Standard on a CUDA GPU"),
+           ("DRAFT", "Draft", "Fast, lower quality (minutes on a CPU)"),
            ("STANDARD", "Standard", "The default balance of time and quality"),
            ("HIGH", "High", "Best quality, slowest")]
 RENDER_FORMATS = [("PNG", "PNG", "8-bit RGBA PNG frames"),
@@ -63,7 +65,7 @@ class HEADSPLAT_PG_scene(bpy.types.PropertyGroup):
     # create
     source_path: StringProperty(name="Portrait", subtype="FILE_PATH",
                                 description="Image or short selfie video of one person")
-    preset: EnumProperty(name="Preset", items=PRESETS, default="STANDARD")
+    preset: EnumProperty(name="Preset", items=PRESETS, default="AUTO")
     avatar_name: StringProperty(name="Name", description="Display name of the new avatar")
     seed: IntProperty(name="Seed", default=0, min=0, description="Same inputs and seed give the same avatar")
     diffusion: EnumProperty(name="Diffusion", items=_diffusion_items,

@@ -9,7 +9,7 @@ from bpy.props import CollectionProperty, EnumProperty, IntProperty, StringPrope
 from bpy_extras.io_utils import ImportHelper
 
 from .. import connection, import_flow, jobs
-from .._shared import VIDEO_SUFFIXES
+from .._shared import VIDEO_SUFFIXES, preset_choice
 from ..connection import Ticket
 from ..properties import PRESETS
 from .common import conclude, report_failure, wait_property
@@ -60,6 +60,21 @@ def create_params(paths: list[str], *, preset: str, name: str, seed: int, diffus
     return params
 
 
+def resolve_preset(preset: str, device: str):
+    """The add-on's preset item ("AUTO", "DRAFT", ...) -> shared.preset_choice.PresetChoice:
+    AUTO follows the server's device (draft on a CPU, standard on CUDA); any other item is
+    the user's choice and wins."""
+    return preset_choice.choose_preset(None if preset == "AUTO" else preset, device)
+
+
+def auto_preset_text(state) -> str:
+    """The panel's line under an AUTO preset: what it resolves to on this server, and why."""
+    if state.status != connection.CONNECTED or not state.info:
+        return "Auto: Draft on a CPU server, Standard on a CUDA GPU server (decided once connected)"
+    choice = resolve_preset("AUTO", str(state.info.get("device", "")))
+    return f"Auto: {choice.name.title()}, because {choice.reason}"
+
+
 class HEADSPLAT_OT_create_avatar(bpy.types.Operator, ImportHelper):
     """Create an avatar on the server from a portrait (or a few photos, or a short video) and import it"""
 
@@ -70,7 +85,7 @@ class HEADSPLAT_OT_create_avatar(bpy.types.Operator, ImportHelper):
     filter_glob: StringProperty(default="*" + ";*".join(IMAGE_EXTENSIONS + VIDEO_SUFFIXES), options={"HIDDEN"})
     files: CollectionProperty(type=bpy.types.OperatorFileListElement, options={"HIDDEN", "SKIP_SAVE"})
     directory: StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
-    preset: EnumProperty(name="Preset", items=PRESETS, default="STANDARD")
+    preset: EnumProperty(name="Preset", items=PRESETS, default="AUTO")
     name: StringProperty(name="Name", description="Display name of the avatar (default: the file name)")
     seed: IntProperty(name="Seed", default=0, min=0)
     diffusion: StringProperty(name="Diffusion", default="none",
@@ -90,7 +105,8 @@ class HEADSPLAT_OT_create_avatar(bpy.types.Operator, ImportHelper):
         try:
             connection.require_connected()
             limits = connection.state().info.get("limits") or {}
-            params = create_params(paths, preset=self.preset, name=self.name, seed=self.seed,
+            choice = resolve_preset(self.preset, str(connection.state().info.get("device", "")))
+            params = create_params(paths, preset=choice.name, name=self.name, seed=self.seed,
                                    diffusion=self.diffusion, max_message_bytes=int(limits.get("max_message_bytes", 0)),
                                    iterations=self.iterations)
         except (ValueError, OSError) as exc:
@@ -99,9 +115,10 @@ class HEADSPLAT_OT_create_avatar(bpy.types.Operator, ImportHelper):
             return report_failure(self, "this server cannot create avatars yet (it does not offer avatar.create); "
                                         "update the server")
         name = self.name or os.path.splitext(os.path.basename(paths[0]))[0]
-        ticket = jobs.start_job(scene, "avatar.create", params, label=f"Create '{name}'",
+        ticket = jobs.start_job(scene, "avatar.create", params, label=f"Create '{name}' ({choice.name})",
                                 context={"name": name, "sources": [os.path.basename(p) for p in paths]})
-        return conclude(self, ticket, started=f"Creating avatar '{name}' (progress in the HeadSplat panel)")
+        return conclude(self, ticket, started=f"Creating avatar '{name}' with preset {choice.name} ({choice.reason}); "
+                                              "progress in the HeadSplat panel")
 
 
 class HEADSPLAT_OT_import_avatar(bpy.types.Operator):

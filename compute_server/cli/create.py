@@ -1,5 +1,8 @@
 """``headsplat create IMAGE... --preset draft --out DIR``: make an avatar from photos.
 
+Without ``--preset`` the preset follows the server's device (draft on a CPU, standard on
+a CUDA GPU; ``shared.preset_choice``), and the command says which it chose and why.
+
 Writes DIR/avatar.ply (the Gaussians at the neutral pose, a standard 3DGS PLY),
 DIR/avatar.json (metadata), DIR/preview.png and DIR/turntable.png; prints the avatar id.
 """
@@ -8,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from compute_server.errors import UserError
 from shared import VIDEO_SUFFIXES
+from shared.preset_choice import PRESET_NAMES, choose_preset
 
 from .common import add_client_options
 from .progress import ProgressBar
@@ -21,8 +26,9 @@ from .session import add_embedded_options, server_session
 def register(subparsers) -> None:
     p = subparsers.add_parser("create", help="make an avatar from one or more photos of a face (or a short video)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="photos of one person (JPEG/PNG/WebP), or one video")
-    p.add_argument("--preset", default="standard", choices=("draft", "standard", "high"),
-                   help="quality preset (draft: minutes on a CPU; standard and high want a GPU)")
+    p.add_argument("--preset", default=None, choices=PRESET_NAMES,
+                   help="quality preset (draft: minutes on a CPU; standard and high want a GPU). Default: from the "
+                        "server's device, draft on a CPU and standard on a CUDA GPU")
     p.add_argument("--name", default="", help="a name for the avatar")
     p.add_argument("--seed", type=int, default=0, help="random seed (same inputs + seed = same avatar)")
     p.add_argument("--diffusion", default="none", help="diffusion model for unseen views (see `headsplat info`)")
@@ -40,8 +46,8 @@ def request_params(args) -> dict:
     for path in files:
         if not path.is_file():
             raise UserError("bad_request", f"no such file: {path}")
-    params = {"preset": args.preset, "name": args.name or files[0].stem, "seed": args.seed,
-              "diffusion": args.diffusion, "head_model": args.head_model}
+    params = {"name": args.name or files[0].stem, "seed": args.seed, "diffusion": args.diffusion,
+              "head_model": args.head_model}  # the preset is added once the server's device is known
     if len(files) == 1 and files[0].suffix.lower() in VIDEO_SUFFIXES:
         params["video"] = {"name": files[0].name, "data": files[0].read_bytes()}
     else:
@@ -52,11 +58,21 @@ def request_params(args) -> dict:
     return params
 
 
+def announce_preset(args, info: dict, stream=None) -> str:
+    """The preset for this run (``--preset`` if given, else from the server's device);
+    says which and why on stderr."""
+    choice = choose_preset(args.preset, str(info.get("device", "")))
+    hint = "" if choice.chosen_by_user else "; pass --preset to choose another"
+    print(f"headsplat: preset {choice.name}: {choice.reason}{hint}", file=stream or sys.stderr)
+    return choice.name
+
+
 def run(args) -> int:
     params = request_params(args)
     with server_session(args) as client:
+        params["preset"] = announce_preset(args, client.info())
         job = client.submit("avatar.create", params)
-        bar = ProgressBar(f"avatar {params['name']}")
+        bar = ProgressBar(f"avatar {params['name']} ({params['preset']})")
         result = client.wait_job(job, on_progress=bar)
         bar.finish(f"avatar {result['avatar']}: {result['splats']} Gaussians, input PSNR "
                    f"{result['metrics'].get('input_psnr_db', float('nan')):.2f} dB")
