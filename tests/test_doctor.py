@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -133,7 +134,12 @@ def test_summary_is_cheap_and_refreshes():
     names = [c.name for c in run_cheap(settings).checks]
     assert "mediapipe models" in names and "portrait to avatar to frame" not in names
     summary = DoctorSummary(settings, refresh_s=0.0)
-    assert summary()["checked_at"] <= summary()["checked_at"]
+    first = summary()                       # nothing cached: computed now
+    assert summary() is first               # stale: returned as is while a thread refreshes
+    deadline = time.monotonic() + 30
+    while summary() is first and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert summary()["checked_at"] >= first["checked_at"] and summary() is not first
 
 
 def test_end_to_end_makes_an_avatar_and_a_frame(tmp_path):
