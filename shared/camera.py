@@ -33,6 +33,8 @@ BLENDER_TO_HEAD = HEAD_TO_BLENDER.T.copy()
 
 # A Blender camera's local frame (-Z forward, +Y up) -> OpenCV camera frame.
 _BLENDER_CAM_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
+# Sides beyond this are nonsense on the wire whatever the server's limits (which are lower).
+_MAX_WIRE_SIDE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -116,24 +118,33 @@ class Camera:
         """Build from the protocol's camera map; raises ValueError naming the bad field."""
         if not isinstance(data, dict):
             raise ValueError("camera must be a map")
-        try:
-            w2c = np.asarray(data["world_to_camera"], dtype=np.float64)
-        except KeyError:
-            raise ValueError("camera.world_to_camera is missing") from None
-        except (TypeError, ValueError):
-            raise ValueError("camera.world_to_camera must be 16 numbers") from None
+        if "world_to_camera" not in data:
+            raise ValueError("camera.world_to_camera is missing")
+        raw = data["world_to_camera"]
+        numbers = (isinstance(raw, np.ndarray) and raw.dtype.kind in "iuf") or (isinstance(raw, (list, tuple)) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw))
+        if not numbers:
+            raise ValueError("camera.world_to_camera must be 16 numbers (row-major 4x4)")
+        w2c = np.asarray(raw, dtype=np.float64)
         if w2c.size != 16:
             raise ValueError("camera.world_to_camera must be 16 numbers (row-major 4x4)")
         values = {}
-        for key in ("fx", "fy", "cx", "cy", "width", "height"):
-            if key not in data:
+        for key in ("fx", "fy", "cx", "cy", "width", "height", "near", "far"):
+            if key not in data or data[key] is None:
+                if key in ("near", "far"):
+                    continue
                 raise ValueError(f"camera.{key} is missing")
-            if isinstance(data[key], bool) or not isinstance(data[key], (int, float)):
-                raise ValueError(f"camera.{key} must be a number")
-            values[key] = data[key]
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"camera.{key} must be a finite number, got {type(value).__name__}")
+            values[key] = value
+        for key in ("width", "height"):
+            if values[key] != int(values[key]) or not 1 <= values[key] <= _MAX_WIRE_SIDE:
+                raise ValueError(f"camera.{key} must be a whole number of pixels from 1 to {_MAX_WIRE_SIDE}, "
+                                 f"got {values[key]}")
         return cls(w2c.reshape(4, 4), float(values["fx"]), float(values["fy"]), float(values["cx"]),
                    float(values["cy"]), int(values["width"]), int(values["height"]),
-                   float(data.get("near", 0.01)), float(data.get("far", 100.0)))
+                   float(values.get("near", 0.01)), float(values.get("far", 100.0)))
 
 
 def look_at(eye, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:

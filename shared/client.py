@@ -127,6 +127,7 @@ class Client:
         self._pending: dict[str, tuple[str, float]] = {}  # request id -> (method, sent at, monotonic s)
         self._backlog: deque[Message] = deque()  # messages received while waiting for something else
         self._lock = threading.RLock()
+        self._curve = server_public_key is not None
         self._socket = self._open_socket(server_public_key, client_secret_key, client_public_key)
 
     def _open_socket(self, server_public_key, client_secret_key, client_public_key) -> zmq.Socket:
@@ -249,7 +250,9 @@ class Client:
         return replace(message, method=pending[0])
 
     def _no_reply_message(self, waited_s: float) -> str:
-        return f"no reply from {self.endpoint} in {waited_s:.3g} s: is the server running?"
+        hint = ("is the server running? Is this client's public key in its --curve-clients folder?" if self._curve
+                else "is the server running? (A server with CURVE keys answers only clients that have them.)")
+        return f"no reply from {self.endpoint} in {waited_s:.3g} s: {hint}"
 
     # ------------------------------------------------------------------ blocking API
 

@@ -52,6 +52,7 @@ class ErrorCode(str, enum.Enum):
     BAD_FILE = "bad_file"  # a file (motion, mesh, ...) that does not follow its format
     BAD_MODEL = "bad_model"  # a head model or diffusion model that cannot be loaded
     OUT_OF_MEMORY = "out_of_memory"  # the GPU (or host) ran out of memory during a job; the server stays up
+    NO_SPACE = "no_space"  # the server's data disk is full (or below its free-space floor); free space there
     TIMEOUT = "timeout"  # client-side only: no reply arrived in time (never sent by a server)
 
     def __str__(self) -> str:
@@ -75,16 +76,35 @@ FINAL_EVENTS = (EVENT_DONE, EVENT_FAILED, EVENT_CANCELLED)
 
 @dataclass(frozen=True)
 class Limits:
-    """Server limits; sent in ``server.info`` so clients can check before uploading."""
+    """Server limits: every size a client can name is bounded here and checked when a
+    request arrives, before anything is queued. Sent in ``server.info`` so clients can
+    check before uploading.
 
-    max_message_bytes: int = 512 * 2**20  # one request, all frames together
-    max_image_pixels: int = 50_000_000  # width * height of any decoded image
-    max_render_frames: int = 10_000  # frames per render.frames request
-    max_queued_jobs: int = 32  # jobs waiting behind the running one
+    max_message_bytes: one request, all frames together.
+    max_image_pixels: width * height of any image the server decodes or renders (photos,
+        cameras, render sizes).
+    max_image_side: width or height of any image the server renders, in pixels.
+    max_render_frames: frames per render.frames request (also rows of head parameters).
+    max_video_frames: frames a motion.track job reads from one video (longer videos are
+        cut there, with a warning).
+    max_queued_jobs: jobs waiting behind the running one.
+    min_free_bytes: free space the data disk keeps beyond what a job will write; a job
+        that would go below it is refused with ``no_space``.
+    """
+
+    max_message_bytes: int = 512 * 2**20
+    max_image_pixels: int = 50_000_000
+    max_render_frames: int = 10_000
+    max_queued_jobs: int = 32
+    max_image_side: int = 8192
+    max_video_frames: int = 10_000
+    min_free_bytes: int = 256 * 2**20
 
     def to_wire(self) -> dict:
         return {"max_message_bytes": self.max_message_bytes, "max_image_pixels": self.max_image_pixels,
-                "max_render_frames": self.max_render_frames, "max_queued_jobs": self.max_queued_jobs}
+                "max_render_frames": self.max_render_frames, "max_queued_jobs": self.max_queued_jobs,
+                "max_image_side": self.max_image_side, "max_video_frames": self.max_video_frames,
+                "min_free_bytes": self.min_free_bytes}
 
 
 class ProtocolError(Exception):
@@ -215,10 +235,28 @@ def _decode_header(frame) -> dict:
         header = msgpack.unpackb(frame_buffer(frame), raw=False, strict_map_key=True, use_list=True,
                                  max_array_len=_MAX_HEADER_ARRAY_LEN, max_map_len=_MAX_HEADER_MAP_LEN)
     except Exception as exc:  # msgpack raises many types (ValueError, ExtraData, StackError, UnicodeDecodeError...)
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"frame 0 is not a valid msgpack header ({type(exc).__name__})") from None
+        raise ProtocolError(ErrorCode.BAD_REQUEST, _header_problem(exc)) from None
     if not isinstance(header, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"frame 0 must be a msgpack map, got a {type(header).__name__}")
     return header
+
+
+def _header_problem(exc: Exception) -> str:
+    """A sentence for why msgpack refused a header (its own texts are terse)."""
+    text = str(exc)
+    if "max_map_len" in text:
+        return (f"frame 0 holds a map with too many entries ({text.split(' ')[0]}); headers may hold maps of at "
+                f"most {_MAX_HEADER_MAP_LEN} entries: send bulk data as arrays ($nd) in extra frames")
+    if "max_array_len" in text:
+        return (f"frame 0 holds a list with too many items ({text.split(' ')[0]}); headers may hold lists of at "
+                f"most {_MAX_HEADER_ARRAY_LEN} items: send bulk data as arrays ($nd) in extra frames")
+    if "map key" in text:
+        return "frame 0 holds a map with a key that is not a string; every map key must be a string"
+    if isinstance(exc, UnicodeDecodeError):
+        return "frame 0 holds a string that is not valid UTF-8"
+    if type(exc).__name__ == "StackError":
+        return "frame 0 is nested too deeply to be a HeadSplat header"
+    return f"frame 0 is not a valid msgpack header ({type(exc).__name__})"
 
 
 def _valid_id(value) -> str | None:

@@ -41,7 +41,11 @@ def test_server_info_reports_identity_device_models_and_limits(client):
     assert builtin and builtin[0]["default"] is True and builtin[0]["n_expr"] > 0
     assert info["diffusion_models"] == []
     assert info["limits"] == {"max_message_bytes": SESSION_MAX_MESSAGE_BYTES, "max_image_pixels": 1_000_000,
-                              "max_render_frames": 100, "max_queued_jobs": 3}
+                              "max_render_frames": 100, "max_queued_jobs": 3, "max_image_side": 8192,
+                              "max_video_frames": 10_000, "min_free_bytes": 256 * 2**20}
+    health = info["health"]
+    assert health["ok"] is True and health["problems"] == [] and health["writable"] is True
+    assert health["worker_alive"] is True and health["free_bytes"] > 0 and health["unsaved_records"] == 0
     assert {"server.info", "job.status", "job.list", "job.cancel", "job.result", "avatar.list", "avatar.get",
             "avatar.delete"} <= set(info["methods"])
     assert info["queue"]["queued"] >= 0 and info["uptime_s"] >= 0 and info["secure"] is False

@@ -79,8 +79,11 @@ def test_curve_admits_authorized_clients_only(tmp_path, keys):
             assert info["secure"] is True
             intruder_keys = load_curve_keys(keys / "server.key", keys / "intruder.key_secret")
             with Client(endpoint, timeout_s=1.0, **intruder_keys) as intruder:
-                with pytest.raises(ServerUnavailable):
+                with pytest.raises(ServerUnavailable) as refused:
                     intruder.info()
+            assert "--curve-clients" in str(refused.value)  # not "start a server"
+            intruder_public = (keys / "intruder.key").read_text().split('public-key = "')[1].split('"')[0]
+            assert "refused a CURVE client" in server.log() and intruder_public in server.log()
             with Client(endpoint, timeout_s=1.0) as plain:
                 with pytest.raises(ServerUnavailable):
                     plain.info()

@@ -45,8 +45,10 @@ def connect(args) -> Client:
 
 def unavailable(args) -> ServerUnavailable:
     """The error for 'nobody answered', with what to do about it."""
-    hint = ("start one with `headsplat serve`" if not args.server_key else
-            "start it, or check that this client's key is in the server's --curve-clients folder")
+    hint = ("start one with `headsplat serve`; if it runs with CURVE keys, connect with --server-key and "
+            "--client-key" if not args.server_key else
+            "start it, or check that this client's key is in the server's --curve-clients folder (the server "
+            "logs each client it refuses)")
     return ServerUnavailable(args.server, f"no HeadSplat server answered at {args.server} within "
                                           f"{args.timeout:g} s; {hint}")
 

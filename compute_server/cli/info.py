@@ -33,7 +33,23 @@ def format_info(info: dict) -> str:
         lines.append(f"  limits:           {limits['max_message_bytes'] / 2**20:g} MiB per message, "
                      f"{limits['max_image_pixels'] / 1e6:g} MP per image, {limits['max_render_frames']} frames "
                      f"per render, {limits['max_queued_jobs']} queued jobs")
+    lines += _health_lines(info.get("health"))
     return "\n".join(lines)
+
+
+def _health_lines(health: dict | None) -> list[str]:
+    """The server's own view of whether it can take work (server.info ``health``)."""
+    if not health:
+        return []
+    free = health.get("free_bytes", 0) / 2**30
+    disk = f"{free:.1f} GiB free in {health.get('data_dir', '?')}" + ("" if health.get("writable", True)
+                                                                        else " (READ-ONLY)")
+    lines = [f"  data disk:        {disk}"]
+    if health.get("ok", True):
+        lines.append("  health:           ok")
+    else:
+        lines += [f"  PROBLEM:          {problem}" for problem in health.get("problems", [])]
+    return lines
 
 
 def _doctor_line(summary: dict) -> str:

@@ -7,6 +7,7 @@ posed Gaussians per frame instead of images (an animated PLY export).
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -20,12 +21,27 @@ from .progress import ProgressBar
 from .session import add_embedded_options, server_session
 
 
+TURNTABLE_FRAMES = 48
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (``--frames 0`` or ``-5`` is refused
+    with a usage message, not a traceback or a silent default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("render", help="render an avatar's frames (or posed PLYs) for a motion and camera")
     p.add_argument("avatar", help="avatar id (see `headsplat info` / avatar list)")
     p.add_argument("--motion", type=Path, help="motion .npz (from `headsplat track`); default: one neutral frame")
     p.add_argument("--camera", default="portrait", help="portrait, turntable, or a JSON file of camera maps")
-    p.add_argument("--frames", type=int, help="number of frames for a turntable without a motion")
+    p.add_argument("--frames", type=positive_int, help="number of frames for a turntable without a motion (default 48)")
     p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), help="image size for camera presets")
     p.add_argument("--format", default="png", choices=("png", "png16", "exr", "ply"))
     p.add_argument("--depth", action="store_true", help="also write depth maps (depth_######.npy)")
@@ -48,7 +64,7 @@ def request_params(args) -> dict:
         if args.size:
             params["size"] = list(args.size)
         if args.camera == "turntable" and not args.motion:
-            n = args.frames or 48
+            n = TURNTABLE_FRAMES if args.frames is None else args.frames
             params["params"] = {"jaw_pose": np.zeros((n, 3), np.float32)}
     else:
         path = Path(args.camera)

@@ -41,6 +41,13 @@ def register(subparsers) -> None:
                    help="most frames per render request (default %(default)d)")
     p.add_argument("--max-queued-jobs", type=int, default=defaults.max_queued_jobs,
                    help="most jobs waiting behind the running one (default %(default)d)")
+    p.add_argument("--max-image-side", type=int, default=defaults.max_image_side,
+                   help="widest or tallest image a render may ask for, in pixels (default %(default)d)")
+    p.add_argument("--max-video-frames", type=int, default=defaults.max_video_frames,
+                   help="most frames read from one video by motion.track (default %(default)d)")
+    p.add_argument("--min-free-mb", type=float, default=defaults.min_free_bytes / 2**20,
+                   help="free space (MiB) the data disk keeps beyond what a job writes; jobs that would go "
+                        "below it are refused with no_space (default %(default)g)")
     p.add_argument("--keep-jobs", type=int, default=RetentionPolicy.keep_jobs, metavar="N",
                    help="finished jobs kept, records and results (rendered frames), newest first "
                         "(default %(default)d; avatars are never removed)")
@@ -64,7 +71,9 @@ def config_from_args(args: argparse.Namespace):
         curve = CurveConfig(args.curve_secret, args.curve_clients)
     limits = Limits(max_message_bytes=int(args.max_message_mb * 2**20),
                     max_image_pixels=int(args.max_image_mp * 1e6),
-                    max_render_frames=args.max_render_frames, max_queued_jobs=args.max_queued_jobs)
+                    max_render_frames=args.max_render_frames, max_queued_jobs=args.max_queued_jobs,
+                    max_image_side=args.max_image_side, max_video_frames=args.max_video_frames,
+                    min_free_bytes=int(args.min_free_mb * 2**20))
     try:
         retention = RetentionPolicy(keep_jobs=args.keep_jobs, keep_days=args.keep_job_days)
     except ValueError as exc:

@@ -35,6 +35,9 @@ class JobKind:
     result_part(output_dir, result, params) -> dict: optional; ``job.result`` with extra
         params (e.g. render.frames' ``frames: [start, stop]``) merges what it returns
         (files the job kept in its output folder) into the result.
+    disk_bytes(job_input) -> int: optional estimate of what the job writes to the data
+        directory (bytes); a submission is refused with ``no_space`` when the disk has
+        less than this plus ``Limits.min_free_bytes`` free.
     """
 
     name: str
@@ -43,6 +46,7 @@ class JobKind:
     summarize: Callable[[Any], dict] | None = None
     avatars_used: Callable[[Any], Iterable[str]] | None = None
     result_part: Callable[[Path, dict, dict], dict] | None = None
+    disk_bytes: Callable[[Any], int] | None = None
 
 
 class JobContext:

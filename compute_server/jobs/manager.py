@@ -5,6 +5,12 @@ both slower and risks running out of memory. The network thread calls ``submit``
 ``cancel``, ``info``...; the worker thread runs jobs. Every state change is saved to
 DATA/jobs/ and announced through ``emit(job_id, event_name, params)`` (the server routes
 events to the client that watches the job).
+
+Faults: the worker outlives anything a job or its bookkeeping raises. A job that fails
+gets a code (``no_space`` when the disk is full); a record that cannot be saved (full or
+read-only disk) stays current in memory, is retried every few seconds and at shutdown,
+and is reported by ``health()`` (``server.info``) until it is on disk. A submission the
+disk cannot hold is refused before it is queued, so no job is left behind half-recorded.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from collections import deque
 from collections.abc import Callable
 
 from compute_server.errors import JobCancelled, UserError
+from compute_server.storage.disk_space import (
+    disk_state, format_bytes, no_space_error, read_only_error, storage_error,
+)
 from shared.protocol import EVENT_CANCELLED, EVENT_DONE, EVENT_FAILED, EVENT_PROGRESS, ErrorCode, ErrorInfo
 from shared.records import JobInfo, JobState
 
@@ -31,6 +40,8 @@ INTERRUPTED_RUNNING = "the server restarted while this job was running; submit i
 INTERRUPTED_QUEUED = "the server restarted before this job started; submit it again"
 SHUTDOWN_RUNNING = "the server shut down while this job was running; submit it again"
 SHUTDOWN_QUEUED = "the server shut down before this job started; submit it again"
+RECOVERED_DONE = "done (recovered at restart: the avatar was published before the server stopped)"
+RETRY_UNSAVED_EVERY_S = 5.0  # how often records that could not be saved are tried again
 
 EmitFn = Callable[[str, str, dict], None]
 # An error classifier turns an exception raised by a job into an ErrorInfo (or None to
@@ -54,8 +65,9 @@ class JobManager:
     """See the module docstring. ``device`` and ``store`` are passed to every JobContext."""
 
     def __init__(self, records: JobRecordStore, *, store, device, max_queued: int, emit: EmitFn,
-                 retention: RetentionPolicy | None = None):
+                 retention: RetentionPolicy | None = None, min_free_bytes: int = 0):
         self.records = records
+        self.min_free_bytes = min_free_bytes
         self.retention = retention or RetentionPolicy()
         self.store = store
         self.device = device
@@ -69,25 +81,67 @@ class JobManager:
         self._stopping = False
         self._abandoned: set[str] = set()
         self._worker: threading.Thread | None = None
+        self._unsaved: dict[str, dict] = {}  # job -> newest snapshot that could not be written
+        self._save_lock = threading.Lock()
+        self.last_problem: dict | None = None  # the newest fault (see health())
 
     # ---------------------------------------------------------------- lifecycle
 
     def recover(self) -> list[str]:
         """Load records from disk; jobs left queued/running by a previous run become
-        failed (code ``interrupted``). -> ids of those jobs."""
+        failed (code ``interrupted``), except an avatar job whose avatar was published
+        before the crash: that one is done, with the avatar as its result. Never raises for
+        a full or read-only disk: records that cannot be rewritten now are kept in memory
+        and retried (see health()). -> ids of the interrupted jobs."""
         interrupted = []
-        for record in self.records.load_all():
+        records = self.records.load_all()
+        unfinished = [r.job for r in records if not r.state.finished]
+        published = self._published_by(unfinished)
+        for record in records:
             if not record.state.finished:
-                was_running = record.state == JobState.RUNNING
-                message = INTERRUPTED_RUNNING if was_running else INTERRUPTED_QUEUED
-                record.finish(JobState.FAILED, ErrorInfo(ErrorCode.INTERRUPTED.value, message), message)
-                self.records.save(record.to_json())
-                interrupted.append(record.job)
+                summary = published.get(record.job)
+                if summary is not None:
+                    self._recover_done(record, summary)
+                else:
+                    was_running = record.state == JobState.RUNNING
+                    message = INTERRUPTED_RUNNING if was_running else INTERRUPTED_QUEUED
+                    record.finish(JobState.FAILED, ErrorInfo(ErrorCode.INTERRUPTED.value, message), message)
+                    interrupted.append(record.job)
+                self._save(record.to_json(), "recording the state of a job left by the previous run")
             self._entries[record.job] = _Entry(record)
         if interrupted:
             log.warning("marked %d job(s) interrupted by the previous shutdown", len(interrupted))
         self.forget_old_jobs()
         return interrupted
+
+    def _published_by(self, jobs: list[str]) -> dict:
+        finder = getattr(self.store, "published_by", None)
+        if finder is None or not jobs:
+            return {}
+        try:
+            return finder(jobs)
+        except OSError as exc:
+            self._note_problem("looking for avatars of unfinished jobs", exc)
+            return {}
+
+    def _recover_done(self, record: JobRecord, summary) -> None:
+        """A job that published its avatar but was killed before recording it: done."""
+        meta = summary.metadata
+        result = {"avatar": summary.avatar, "name": summary.name, "recovered": True}
+        for key in ("metrics", "timings_s", "warnings"):
+            if key in meta:
+                result[key] = meta[key]
+        if isinstance(meta.get("counts"), dict) and "splats" in meta["counts"]:
+            result["splats"] = meta["counts"]["splats"]
+        try:
+            self.records.save_result(record.job, result)
+        except OSError as exc:
+            self._note_problem(f"saving the recovered result of job {record.job}", exc)
+        record.result = summarize(result)
+        record.stage, record.fraction = "done", 1.0
+        record.finish(JobState.DONE, None, RECOVERED_DONE)
+        log.warning("job %s had published avatar %s before the server stopped; recorded as done", record.job,
+                    summary.avatar, extra={"job": record.job, "avatar": summary.avatar})
 
     def forget_old_jobs(self, now: float | None = None) -> list[str]:
         """Apply the retention policy (see retention.py): forget finished jobs beyond it,
@@ -99,6 +153,8 @@ class JobManager:
                 del self._entries[job_id]
         for job_id in ids:
             self.records.forget(job_id)
+            with self._save_lock:
+                self._unsaved.pop(job_id, None)
         if ids:
             log.info("forgot %d finished job(s) under the retention policy (%d jobs, %g days)", len(ids),
                      self.retention.keep_jobs, self.retention.keep_days)
@@ -129,29 +185,127 @@ class JobManager:
                             extra={"job": entry.record.job})
                 self._abandoned.add(entry.record.job)
                 self._finish(entry, JobState.FAILED, ErrorInfo(ErrorCode.INTERRUPTED.value, SHUTDOWN_RUNNING))
+        if not self.flush_unsaved():
+            log.error("%d job record(s) could not be saved before stopping (the disk is full or read-only); "
+                      "after a restart they show as interrupted", len(self._unsaved))
+
+    # ---------------------------------------------------------------- health
+
+    @property
+    def worker_alive(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
+    def health(self) -> dict:
+        """What ``server.info`` reports about the jobs' side: whether the worker runs, how
+        many records are not on disk yet, and the newest fault."""
+        with self._save_lock:
+            unsaved = len(self._unsaved)
+        return {"worker_alive": self.worker_alive, "unsaved_records": unsaved, "last_error": self.last_problem}
+
+    def _note_problem(self, where: str, exc: BaseException, job: str | None = None) -> None:
+        """Remember a fault for health() and log it (without a traceback for a full or
+        read-only disk: that is the machine's state, not a bug)."""
+        known = storage_error(exc, self.records.root)
+        code = known.code if known else ErrorCode.INTERNAL.value
+        self.last_problem = {"at": time.time(), "where": where, "code": code, "job": job,
+                             "message": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        if known:
+            log.error("%s failed: %s", where, exc, extra={"job": job, "code": code})
+        else:
+            log.error("%s failed", where, exc_info=exc, extra={"job": job, "code": code})
+
+    def _save(self, snapshot: dict, where: str = "saving a job record") -> bool:
+        """Write a record snapshot; on failure keep it for a later try. -> whether it is on disk."""
+        job_id = snapshot["job"]
+        try:
+            self.records.save(snapshot)
+        except Exception as exc:
+            with self._save_lock:
+                newest = self._unsaved.get(job_id)
+                if newest is None or newest["revision"] <= snapshot["revision"]:
+                    self._unsaved[job_id] = snapshot
+            self._note_problem(f"{where} ({job_id})", exc, job_id)
+            with self._cond:  # the worker retries while it waits for work
+                self._cond.notify_all()
+            return False
+        with self._save_lock:
+            newest = self._unsaved.get(job_id)
+            if newest is not None and newest["revision"] <= snapshot["revision"]:
+                del self._unsaved[job_id]
+        return True
+
+    def flush_unsaved(self) -> bool:
+        """Try again to write the records that could not be saved. -> all on disk now."""
+        with self._save_lock:
+            pending = list(self._unsaved.values())
+        for snapshot in pending:
+            try:
+                self.records.save(snapshot)
+            except Exception as exc:
+                log.debug("record of %s still cannot be saved: %s", snapshot["job"], exc)
+                return False
+            with self._save_lock:
+                if self._unsaved.get(snapshot["job"]) is snapshot:
+                    del self._unsaved[snapshot["job"]]
+        if pending:
+            log.info("saved %d job record(s) that could not be written before", len(pending))
+        return True
+
+    def _check_disk(self, kind: JobKind, job_input) -> None:
+        """Refuse a job the data disk cannot hold (no_space) or cannot record (read-only)."""
+        roots = [self.records.root] + ([self.store.root] if getattr(self.store, "root", None) else [])
+        states = [disk_state(root) for root in roots]
+        if not all(state.writable for state in states):
+            raise read_only_error(next(s.path for s in states if not s.writable))
+        needed = int(kind.disk_bytes(job_input)) if kind.disk_bytes else 0
+        fullest = min(states, key=lambda state: state.free_bytes)
+        if fullest.free_bytes < needed + self.min_free_bytes:
+            what = f"this {kind.name} job" + (f" ({format_bytes(needed)})" if needed else "")
+            error = no_space_error(fullest.path, needed_bytes=needed + self.min_free_bytes,
+                                   what=f"{what} with the server's reserve of {format_bytes(self.min_free_bytes)}")
+            raise error
 
     # ---------------------------------------------------------------- network-thread API
 
     def submit(self, kind: JobKind, job_input, params_summary: dict) -> JobInfo:
-        """Queue a job; raises UserError busy when the queue is full."""
+        """Queue a job; raises UserError busy when the queue is full, no_space when the
+        data disk cannot hold it, unavailable when the worker is gone. The record is on
+        disk before the job is queued: a refused submission leaves nothing behind."""
         avatars = tuple(kind.avatars_used(job_input)) if kind.avatars_used else ()
+        self._check_queue(kind)
+        self._check_disk(kind, job_input)
+        record = JobRecord(job=new_job_id(), kind=kind.name, state=JobState.QUEUED, created_at=time.time(),
+                           params=params_summary, message="waiting for the worker")
+        try:
+            self.records.save(record.to_json())
+        except OSError as exc:
+            self.records.forget(record.job)
+            self._note_problem(f"recording a new {kind.name} job", exc)
+            raise storage_error(exc, self.records.root) or exc from None
         with self._cond:
-            if self._stopping:
-                raise UserError("unavailable", "the server is shutting down; submit the job again once it is back")
-            if len(self._queue) >= self.max_queued:
-                raise UserError("busy", f"the server already has {len(self._queue)} jobs waiting (the limit is "
-                                        f"{self.max_queued}); wait for some to finish or cancel them")
-            record = JobRecord(job=new_job_id(), kind=kind.name, state=JobState.QUEUED, created_at=time.time(),
-                               params=params_summary, message="waiting for the worker")
+            try:
+                self._check_queue(kind)
+            except UserError:
+                self.records.forget(record.job)
+                raise
             entry = _Entry(record, kind, job_input, avatars)
             self._entries[record.job] = entry
             self._queue.append(record.job)
-            snapshot = record.to_json()
             info = self._info(entry)
             self._cond.notify_all()
-        self.records.save(snapshot)
         log.info("job queued", extra={"job": record.job, "method": kind.name})
         return info
+
+    def _check_queue(self, kind: JobKind) -> None:
+        with self._cond:
+            if self._stopping:
+                raise UserError("unavailable", "the server is shutting down; submit the job again once it is back")
+            if self._worker is not None and not self._worker.is_alive():
+                raise UserError("unavailable", "the server's job worker has stopped (see server.info health and "
+                                               "the server log); restart the server")
+            if len(self._queue) >= self.max_queued:
+                raise UserError("busy", f"the server already has {len(self._queue)} jobs waiting (the limit is "
+                                        f"{self.max_queued}); wait for some to finish or cancel them")
 
     def cancel(self, job_id: str) -> JobInfo:
         """Cancel a job: a queued one at once, a running one at its next check (the
@@ -233,7 +387,9 @@ class JobManager:
         if self._running is entry:
             self._running = None
         entry.job_input = None  # let big inputs be freed
-        self.records.save(record.to_json())
+        if state != JobState.DONE:  # partial files (an upload, frames) that no one will be served
+            self.records.remove_output(record.job)
+        self._save(record.to_json(), f"recording that a job is {state.value}")
         if state == JobState.DONE:
             self.emit(record.job, EVENT_DONE, {"job": record.job, "result": result or {}})
         elif state == JobState.CANCELLED:
@@ -260,7 +416,7 @@ class JobManager:
             params = {"job": record.job, "stage": record.stage, "fraction": record.fraction,
                       "message": record.message}
         if snapshot is not None:
-            self.records.save(snapshot)
+            self._save(snapshot, "recording a job's progress")
         if not send:
             return
         if eta_s is not None:
@@ -275,7 +431,9 @@ class JobManager:
     def _next(self) -> _Entry | None:
         with self._cond:
             while not self._queue and not self._stopping:
-                self._cond.wait()
+                self._cond.wait(RETRY_UNSAVED_EVERY_S if self._unsaved else None)
+                if self._unsaved and not self._queue:
+                    self.flush_unsaved()
             if self._stopping:
                 return None
             entry = self._entries[self._queue.popleft()]
@@ -286,27 +444,52 @@ class JobManager:
             entry.last_saved_at = time.monotonic()
             self._running = entry
             snapshot = entry.record.to_json()
-        self.records.save(snapshot)
+        self._save(snapshot, "recording that a job started")
         self.emit(entry.record.job, EVENT_PROGRESS, {"job": entry.record.job, "stage": "starting", "fraction": 0.0,
                                                      "message": "started"})
         return entry
 
     def _work(self) -> None:
+        """The worker thread: run jobs one by one. Nothing a job or its bookkeeping raises
+        ends this loop; only shutdown does."""
         while True:
-            entry = self._next()
-            if entry is None:
+            entry = None
+            try:
+                entry = self._next()
+                if entry is None:
+                    return
+                self._run(entry)
+            except BaseException as exc:  # a bug in the bookkeeping itself: fail the job, keep working
+                self._note_problem("the job worker", exc, entry.record.job if entry else None)
+                if entry is not None:
+                    self._fail_stuck(entry, exc)
+            try:
+                self.forget_old_jobs()
+                self.flush_unsaved()
+            except Exception as exc:
+                self._note_problem("cleaning up after a job", exc)
+
+    def _fail_stuck(self, entry: _Entry, exc: BaseException) -> None:
+        with self._cond:
+            if entry.record.state.finished or entry.record.job in self._abandoned:
                 return
-            self._run(entry)
-            self.forget_old_jobs()
+            try:
+                self._finish(entry, JobState.FAILED, self._classify(exc, entry))
+            except Exception as again:
+                self._note_problem("failing a job after a worker error", again, entry.record.job)
+                entry.record.finish(JobState.FAILED, ErrorInfo(ErrorCode.INTERNAL.value, "the job failed"))
+                if self._running is entry:
+                    self._running = None
 
     def _run(self, entry: _Entry) -> None:
         job_id = entry.record.job
-        ctx = JobContext(job_id, output_dir=self.records.output_dir(job_id, create=True), store=self.store,
-                         device=self.device, cancel_event=entry.cancel_event,
-                         report=lambda **kw: self._report(entry, **kw))
         log.info("job running", extra={"job": job_id, "method": entry.kind.name})
         state, error, result = JobState.DONE, None, None
         try:
+            store = self.store.for_job(job_id) if hasattr(self.store, "for_job") else self.store
+            ctx = JobContext(job_id, output_dir=self.records.output_dir(job_id, create=True), store=store,
+                             device=self.device, cancel_event=entry.cancel_event,
+                             report=lambda **kw: self._report(entry, **kw))
             result = entry.kind.run(ctx, entry.job_input)
             if not isinstance(result, dict):
                 raise TypeError(f"job kind {entry.kind.name} returned a {type(result).__name__}, not a dict")
@@ -315,7 +498,7 @@ class JobManager:
             state = JobState.CANCELLED
         except UserError as exc:
             state, error = JobState.FAILED, ErrorInfo(exc.code, exc.message, dict(exc.details))
-        except Exception as exc:
+        except BaseException as exc:  # noqa: BLE001 - whatever a job raises fails that job, not the worker
             state, error = JobState.FAILED, self._classify(exc, entry)
         with self._cond:
             if job_id in self._abandoned:
@@ -326,13 +509,24 @@ class JobManager:
             self._finish(entry, state, error, "done" if state == JobState.DONE else
                          ("cancelled" if state == JobState.CANCELLED else None), result)
 
-    def _classify(self, exc: Exception, entry: _Entry) -> ErrorInfo:
+    def _classify(self, exc: BaseException, entry: _Entry) -> ErrorInfo:
+        storage = storage_error(exc, self.records.root)
+        if storage is not None:  # the disk, not the job: say what to free
+            self._note_problem(f"running {entry.kind.name if entry.kind else 'a job'}", exc, entry.record.job)
+            return ErrorInfo(storage.code, storage.message, dict(storage.details))
         for classify in self.error_classifiers:
-            info = classify(exc)
+            try:
+                info = classify(exc)
+            except Exception:  # a broken classifier must not hide the job's own error
+                log.exception("error classifier %r failed", classify)
+                continue
             if info is not None:
                 return info
         log.error("job failed with an internal error", exc_info=exc,
-                  extra={"job": entry.record.job, "method": entry.kind.name})
+                  extra={"job": entry.record.job, "method": entry.kind.name if entry.kind else None})
+        self.last_problem = {"at": time.time(), "where": f"running {entry.kind.name if entry.kind else 'a job'}",
+                             "code": ErrorCode.INTERNAL.value, "job": entry.record.job,
+                             "message": f"{type(exc).__name__}: {str(exc)[:300]}"}
         return ErrorInfo(ErrorCode.INTERNAL.value,
                          f"the job failed with an internal error ({type(exc).__name__}: {str(exc)[:200]}); "
                          "the server log has the details")

@@ -5,7 +5,9 @@
     DATA/jobs/<job>/result.pack   the full result of a done job (packed_file format)
 
 ``forget`` removes a job (record first, then its folder); a folder whose record is gone
-(a crash between the two) is removed by the next ``load_all``.
+(a crash between the two) is removed by the next ``load_all``. Reading never fails for a
+full or read-only disk (clean-ups that cannot happen now are logged and retried at the
+next start); ``save`` raises the OSError and the JobManager decides what it means.
 """
 
 from __future__ import annotations
@@ -56,8 +58,11 @@ class JobRecordStore:
 
     def load_all(self) -> list[JobRecord]:
         """Every readable record; unreadable files are logged and skipped."""
-        remove_temp_files(self.root)
-        self._remove_orphan_folders()
+        try:
+            remove_temp_files(self.root)
+            self._remove_orphan_folders()
+        except OSError as exc:  # a read-only disk: serve what is there, clean up another time
+            log.warning("cannot clean up %s now: %s", self.root, exc)
         records = []
         for path in self.root.glob("job_*.json"):
             if not JOB_ID_PATTERN.fullmatch(path.stem):
@@ -71,8 +76,16 @@ class JobRecordStore:
     def forget(self, job_id: str) -> None:
         """Remove a finished job's record and output folder from disk."""
         with self._lock:
-            self.record_path(job_id).unlink(missing_ok=True)
+            try:
+                self.record_path(job_id).unlink(missing_ok=True)
+            except OSError as exc:  # read-only disk: the next start forgets it again
+                log.warning("cannot remove the record of job %s: %s", job_id, exc)
             self._written_revision.pop(job_id, None)
+        self.remove_output(job_id)
+
+    def remove_output(self, job_id: str) -> None:
+        """Delete a job's output folder (a failed or cancelled job's partial files: an
+        upload, frames of a render that will not be served)."""
         shutil.rmtree(self.output_dir(job_id), ignore_errors=True)
 
     def _remove_orphan_folders(self) -> None:

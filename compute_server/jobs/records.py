@@ -46,19 +46,21 @@ def summarize(value, *, depth: int = 0):
     become descriptions, long strings and lists are cut, deep nesting is elided."""
     if depth > 4:
         return "..."
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None or isinstance(value, (bool, int)):
         return value
+    if isinstance(value, float):  # records are strict JSON: no NaN or infinity
+        return value if np.isfinite(value) else repr(value)
     if isinstance(value, str):
         return value if len(value) <= 200 else value[:197] + "..."
     if isinstance(value, np.ndarray):
         return f"array {value.dtype.str} {list(value.shape)}"
     if isinstance(value, np.generic):
-        return value.item()
+        return summarize(value.item(), depth=depth)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return f"{memoryview(value).nbytes} bytes"
     if isinstance(value, dict):
         items = list(value.items())
-        out = {str(k): summarize(v, depth=depth + 1) for k, v in items[:32]}
+        out = {str(k)[:200]: summarize(v, depth=depth + 1) for k, v in items[:32]}
         if len(items) > 32:
             out["..."] = f"{len(items) - 32} more"
         return out

@@ -13,7 +13,9 @@ them. Used by tests/ and bench/protocol.py.
   ``steps`` is checked against ``max_render_frames`` as render.frames will be.
 - ``test.avatar``: writes an avatar of ``points`` splat rows into the store, pausing
   ``hold_s`` seconds after its files are staged and before publishing (to crash the
-  server mid-write); ``uses`` names an avatar the job holds (cannot be deleted meanwhile).
+  server mid-write), and ``hold_after_s`` seconds after publishing, before the job is
+  recorded as done (the crash window a restart must recover as done); ``uses`` names an
+  avatar the job holds (cannot be deleted meanwhile).
 - ``test.image``: checks ``image`` with validation.require_image and returns its size.
 - ``debug.echo`` (method): returns ``{"echo": params}`` unchanged (zero-copy), for the
   protocol benchmark.
@@ -29,7 +31,7 @@ import numpy as np
 
 from compute_server.errors import UserError
 from compute_server.server.validation import (
-    check_frame_count, require_bool, require_float, require_image, require_int, require_str,
+    check_frame_count, require_bool, require_float, require_image, require_int, require_name, require_str,
 )
 from compute_server.storage.avatar_store import check_avatar_id
 
@@ -92,10 +94,15 @@ def validate_avatar(params: dict, server_ctx) -> dict:
     if uses is not None:
         uses = check_avatar_id(uses)
         server_ctx.store.path(uses)  # not_found if it does not exist
-    return {"name": require_str(params, "name", default="test avatar", max_chars=200),
+    return {"name": require_name(params, "name", default="test avatar", max_chars=200),
             "points": require_int(params, "points", default=1000, min_value=1, max_value=10_000_000),
             "hold_s": require_float(params, "hold_s", default=0.0, min_value=0.0, max_value=600.0),
+            "hold_after_s": require_float(params, "hold_after_s", default=0.0, min_value=0.0, max_value=600.0),
             "uses": uses}
+
+
+def disk_bytes_avatar(job: dict) -> int:
+    return job["points"] * SPLAT_ATTRIBUTES * 4
 
 
 def run_avatar(ctx: JobContext, job: dict) -> dict:
@@ -109,6 +116,8 @@ def run_avatar(ctx: JobContext, job: dict) -> dict:
         ctx.progress("writing", 0.5, "files staged")
         _sleep_checking(ctx, job["hold_s"])
         writer.commit({"name": job["name"], "config": {"kind": "test.avatar", "points": n}})
+    ctx.progress("published", 0.9, "published")
+    _sleep_checking(ctx, job["hold_after_s"], check=False)  # published, not yet recorded as done
     ctx.progress("done", 1.0, "published")
     return {"avatar": writer.avatar_id}
 
@@ -138,7 +147,8 @@ def register(server_ctx) -> None:
     registry = server_ctx.registry
     registry.add_job_kind(JobKind("test.count", validate_count, run_count))
     registry.add_job_kind(JobKind("test.avatar", validate_avatar, run_avatar,
-                                  avatars_used=lambda job: [job["uses"]] if job["uses"] else []))
+                                  avatars_used=lambda job: [job["uses"]] if job["uses"] else [],
+                                  disk_bytes=disk_bytes_avatar))
     registry.add_job_kind(JobKind("test.image", validate_image, run_image,
                                   summarize=lambda image: {"format": image.format, "width": image.width,
                                                            "height": image.height}))

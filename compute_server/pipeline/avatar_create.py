@@ -76,9 +76,10 @@ def validate(params: dict, ctx, services) -> AvatarRequest:
     diffusion = require_str(params, "diffusion", default="none", max_chars=200)
     if diffusion != "none":
         services.diffusion_check(diffusion)
-    options = params.get("options") or {}
+    options = params.get("options")
+    options = {} if options is None else options  # not `or`: an array has no truth value
     if not isinstance(options, dict):
-        raise UserError("bad_request", "params.options must be a map")
+        raise UserError("bad_request", f"params.options must be a map, got {type(options).__name__}")
     return AvatarRequest(
         images=images, video=video_input,
         name=require_str(params, "name", default="", max_chars=200),

@@ -26,6 +26,7 @@ class TrackRequest:
     data: bytes
     head_model: str
     max_frames: int | None
+    frame_limit: int | None = None  # the server's max_video_frames when the client set no max_frames
 
 
 def validate(params: dict, ctx, services) -> TrackRequest:
@@ -37,8 +38,15 @@ def validate(params: dict, ctx, services) -> TrackRequest:
         avatar = check_avatar_id(require_str(params, "avatar", max_chars=64))
         head_model = ctx.store.metadata(avatar).get("head_model", {}).get("name", head_model)
     services.head_models.check(head_model)
-    max_frames = require_int(params, "max_frames", default=None, min_value=1, max_value=ctx.limits.max_render_frames)
-    return TrackRequest(name=name, data=data, head_model=head_model, max_frames=max_frames)
+    limit = ctx.limits.max_video_frames
+    max_frames = require_int(params, "max_frames", default=None, min_value=1, max_value=limit)
+    return TrackRequest(name=name, data=data, head_model=head_model, max_frames=max_frames or limit,
+                        frame_limit=limit if max_frames is None else None)
+
+
+def disk_bytes(req: TrackRequest) -> int:
+    """The upload is kept while the job runs; the motion file is small."""
+    return len(req.data) + 2**20
 
 
 def summarize(req: TrackRequest) -> dict:
@@ -58,7 +66,11 @@ def run(ctx, req: TrackRequest, services) -> dict:
     (ctx.output_dir / "motion.npz").write_bytes(motion_bytes)
     path.unlink(missing_ok=True)  # the upload is not needed any more
     errors = result.frame_error_px[np.isfinite(result.frame_error_px)]
+    warnings = list(landmarks.warnings)
+    if req.frame_limit is not None and len(landmarks.found) >= req.frame_limit:
+        warnings.append(f"{req.name}: only the first {req.frame_limit} frames were tracked (the server's "
+                        "max_video_frames limit); split longer videos")
     return {"motion": motion_bytes, "frames": result.motion.n_frames, "fps": result.motion.fps,
             "missing_frames": result.missing_frames,
             "median_error_px": float(np.median(errors)) if errors.size else None,
-            "warnings": list(landmarks.warnings)}
+            "warnings": warnings}

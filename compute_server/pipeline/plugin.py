@@ -14,6 +14,9 @@ from .services import PipelineServices
 
 log = logging.getLogger(__name__)
 
+# What one avatar.create job writes at most (a high-preset avatar: ~500k splats, rig, previews).
+AVATAR_DISK_BYTES = 160 * 2**20
+
 
 def _diffusion_models(server_ctx):
     try:
@@ -32,6 +35,8 @@ def register(server_ctx) -> None:
     classifiers = getattr(getattr(server_ctx, "jobs", None), "error_classifiers", None)
     if classifiers is not None and classify_out_of_memory not in classifiers:
         classifiers.append(classify_out_of_memory)  # any job that runs the GPU out of memory
+    disk = {avatar_create: lambda req: AVATAR_DISK_BYTES, motion_track: motion_track.disk_bytes,
+            render_frames: render_frames.disk_bytes}
     for module, uses in ((avatar_create, None), (motion_track, None),
                          (render_frames, lambda req: [req.avatar])):
         name = {avatar_create: "avatar.create", motion_track: "motion.track", render_frames: "render.frames"}[module]
@@ -41,4 +46,5 @@ def register(server_ctx) -> None:
             run=lambda job_ctx, req, m=module: m.run(job_ctx, req, services),
             summarize=module.summarize,
             avatars_used=uses,
-            result_part=getattr(module, "result_part", None)))
+            result_part=getattr(module, "result_part", None),
+            disk_bytes=disk[module]))

@@ -18,7 +18,9 @@ from shared.motion import FRAME_KEYS
 from ..camera_torch import stack_cameras
 from ..errors import UserError
 from ..head.model import HeadParams
-from ..server.validation import check_frame_count, require_bool, require_int, require_list, require_str
+from ..server.validation import (
+    check_frame_count, check_image_size, require_bool, require_int, require_list, require_str,
+)
 from ..splats.render_avatar import render_avatar
 from ..storage.avatar_store import check_avatar_id
 from ..views.sampling import head_centre, orbit_like
@@ -27,6 +29,7 @@ from .frame_encoding import FORMATS, encode_frame
 
 PARAM_WIDTHS = {"rotation": 3, "neck_pose": 3, "jaw_pose": 3, "eyes_pose": 6, "translation": 3}
 TURNTABLE_FRAMES = 48
+PRESETS = ("portrait", "turntable")
 MAX_FRAMES_PER_RESULT = 64
 FRAME_CHUNK = 16
 
@@ -43,21 +46,32 @@ class RenderRequest:
     background: np.ndarray          # (4,) rgba
     first_frame: int
     n_frames: int
+    disk_bytes: int = 0             # what the frames take on disk, at most (see disk_bytes)
+
+
+# Bytes per pixel a stored frame takes at most, by format (depth adds 4 per pixel).
+BYTES_PER_PIXEL = {"png": 4, "png16": 8, "exr": 8, "ply": 0}
+PLY_BYTES_PER_SPLAT = 62 * 4
 
 
 def validate(params: dict, ctx, services) -> RenderRequest:
     avatar = check_avatar_id(require_str(params, "avatar", max_chars=64))
     metadata = ctx.store.metadata(avatar)
     n_expr = int(metadata.get("head_model", {}).get("n_expr", 0))
-    frame_params = _frame_params(params.get("params"), n_expr)
-    n_frames = next((len(v) for v in frame_params.values()), None)
+    frame_params = _frame_params(params.get("params"), n_expr, ctx.limits)
+    n_frames = max((len(v) for v in frame_params.values()), default=None)
     cameras, preset = None, None
     if params.get("cameras") is not None:
+        require_str(params, "camera_preset", default=None, choices=PRESETS)  # unused with cameras, but typed
         raw = require_list(params, "cameras", max_items=ctx.limits.max_render_frames)
-        try:
-            cameras = [Camera.from_wire(c) for c in raw]
-        except ValueError as exc:
-            raise UserError("bad_request", f"params.cameras: {exc}") from None
+        cameras = []
+        for i, item in enumerate(raw):
+            try:
+                camera = Camera.from_wire(item)
+            except ValueError as exc:
+                raise UserError("bad_request", f"params.cameras[{i}]: {exc}") from None
+            check_image_size(camera.width, camera.height, ctx.limits, f"params.cameras[{i}]")
+            cameras.append(camera)
         if not cameras:
             raise UserError("bad_request", "params.cameras is empty")
         if n_frames is None:
@@ -66,7 +80,7 @@ def validate(params: dict, ctx, services) -> RenderRequest:
             raise UserError("bad_request", f"params.cameras has {len(cameras)} cameras for {n_frames} frames; "
                                            "send one camera or one per frame")
     else:
-        preset = require_str(params, "camera_preset", default="portrait", choices=("portrait", "turntable"))
+        preset = require_str(params, "camera_preset", default="portrait", choices=PRESETS)
         if preset == "portrait" and not metadata.get("portrait_camera"):
             raise UserError("bad_request", f"avatar {avatar} has no portrait camera; send params.cameras")
         if n_frames is None:
@@ -75,25 +89,48 @@ def validate(params: dict, ctx, services) -> RenderRequest:
     size = None
     if params.get("size") is not None:
         size = require_list(params, "size", max_items=2)
-        if len(size) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) and 16 <= x <= 8192 for x in size):
-            raise UserError("bad_request", "params.size must be [width, height] in pixels, each 16..8192")
+        if len(size) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 16 for x in size):
+            raise UserError("bad_request", f"params.size must be [width, height] in pixels, each 16.."
+                                           f"{ctx.limits.max_image_side}")
         size = (int(size[0]), int(size[1]))
+        check_image_size(*size, ctx.limits, "params.size")
     background = params.get("background", [0.0, 0.0, 0.0, 0.0])
     if (not isinstance(background, list) or len(background) != 4
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1 for x in background)):
         raise UserError("bad_request", "params.background must be [r, g, b, a] with values in 0..1")
     services.head_models.check(metadata.get("head_model", {}).get("name", "builtin"))
+    fmt = require_str(params, "format", default="png", choices=tuple(FORMATS))
+    depth = require_bool(params, "depth", default=False)
     return RenderRequest(
         avatar=avatar, params={k: np.repeat(v, n_frames, 0) if len(v) == 1 else v for k, v in frame_params.items()},
-        cameras=cameras, camera_preset=preset, size=size,
-        fmt=require_str(params, "format", default="png", choices=tuple(FORMATS)),
-        depth=require_bool(params, "depth", default=False), background=np.asarray(background, np.float32),
+        cameras=cameras, camera_preset=preset, size=size, fmt=fmt, depth=depth,
+        background=np.asarray(background, np.float32),
         first_frame=require_int(params, "first_frame", default=0, min_value=-10**7, max_value=10**7),
-        n_frames=n_frames)
+        n_frames=n_frames, disk_bytes=_disk_estimate(metadata, cameras, size, n_frames, fmt, depth))
 
 
-def _frame_params(raw, n_expr: int) -> dict[str, np.ndarray]:
-    """Check the per-frame head parameters: every array (T, width), the same T, finite."""
+def _disk_estimate(metadata: dict, cameras, size, n_frames: int, fmt: str, depth: bool) -> int:
+    """Bytes the stored frames take at most: uncompressed pixels per format, or one PLY
+    of every splat per frame."""
+    if fmt == "ply":
+        return n_frames * int(metadata.get("counts", {}).get("splats", 0)) * PLY_BYTES_PER_SPLAT
+    per_pixel = BYTES_PER_PIXEL[fmt] + (4 if depth else 0)
+    if cameras is not None:
+        pixels = sum(c.width * c.height for c in cameras) * (n_frames if len(cameras) == 1 else 1)
+    else:
+        portrait = metadata.get("portrait_camera") or {}
+        width, height = size or (portrait.get("width", 512), portrait.get("height", 512))
+        pixels = int(width) * int(height) * n_frames
+    return pixels * per_pixel
+
+
+def disk_bytes(req: RenderRequest) -> int:
+    return req.disk_bytes
+
+
+def _frame_params(raw, n_expr: int, limits) -> dict[str, np.ndarray]:
+    """Check the per-frame head parameters: every array (T, width) of numbers, 1 <= T <=
+    max_render_frames, the same T, finite."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -101,13 +138,17 @@ def _frame_params(raw, n_expr: int) -> dict[str, np.ndarray]:
     out, n = {}, None
     for key, value in raw.items():
         if key not in FRAME_KEYS:
-            raise UserError("bad_request", f"params.params.{key} is not a head parameter; use {', '.join(FRAME_KEYS)}")
-        arr = np.asarray(value, dtype=np.float32) if not isinstance(value, np.ndarray) else value.astype(np.float32)
+            raise UserError("bad_request", f"params.params.{str(key)[:40]} is not a head parameter; use "
+                                           f"{', '.join(FRAME_KEYS)}")
+        arr = _number_array(value, f"params.params.{key}")
         width = n_expr if key == "expr" else PARAM_WIDTHS[key]
         if arr.ndim == 1 and arr.shape[0] == width:
             arr = arr[None]
         if arr.ndim != 2 or (key != "expr" and arr.shape[1] != width) or (key == "expr" and arr.shape[1] > width):
             raise UserError("bad_request", f"params.params.{key} must have shape [frames, {width}], got {list(arr.shape)}")
+        if len(arr) == 0:
+            raise UserError("bad_request", f"params.params.{key} has no frames; send at least one row")
+        check_frame_count(len(arr), limits, f"params.params.{key}")
         if not np.all(np.isfinite(arr)):
             raise UserError("bad_request", f"params.params.{key} contains NaN or infinite values")
         if key == "expr" and arr.shape[1] < width:  # fewer coefficients: the rest are zero
@@ -117,6 +158,31 @@ def _frame_params(raw, n_expr: int) -> dict[str, np.ndarray]:
         n = max(n or 0, len(arr))
         out[key] = arr
     return out
+
+
+def _number_array(value, label: str) -> np.ndarray:
+    """An $nd array of numbers or a (nested) list of numbers -> float32; bad_request
+    naming ``label`` for anything else (strings, maps, ragged lists, booleans)."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise UserError("bad_request", f"{label} must hold numbers, got dtype {value.dtype.str}")
+        return value.astype(np.float32)
+    if not isinstance(value, list):
+        raise UserError("bad_request", f"{label} must be an array or a list of rows of numbers, "
+                                       f"got {type(value).__name__}")
+    if _has_non_number(value):
+        raise UserError("bad_request", f"{label} must hold numbers only")
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError("bad_request", f"{label} must be a list of equally long rows of numbers") from None
+    return arr.astype(np.float32)
+
+
+def _has_non_number(value) -> bool:
+    if isinstance(value, list):
+        return any(_has_non_number(v) for v in value)
+    return isinstance(value, bool) or not isinstance(value, (int, float))
 
 
 def summarize(req: RenderRequest) -> dict:

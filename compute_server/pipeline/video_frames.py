@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -25,15 +26,16 @@ def portrait_frames_from_video(video: tuple[str, bytes], size: int, *, count: in
     from PIL import Image
 
     name, data = video
-    suffix = os.path.splitext(name)[1] or ".mp4"
-    with tempfile.NamedTemporaryFile(suffix=suffix) as tmp:
-        tmp.write(data)
-        tmp.flush()
-        info = probe_video(tmp.name)
+    # under the user's own file name (made safe at submission), so FFmpeg's complaints name it
+    with tempfile.TemporaryDirectory(prefix="headsplat-video-") as folder:
+        path = os.path.join(folder, re.sub(r"[^\w. -]", "_", name).lstrip(".") or "video.mp4")
+        with open(path, "wb") as f:
+            f.write(data)
+        info = probe_video(path)
         total = min(info.n_frames or MAX_FRAMES_SCANNED, MAX_FRAMES_SCANNED)
         wanted = set(np.linspace(0, max(total - 1, 0), num=min(count * 2, max(total, 1))).round().astype(int).tolist())
         portraits = []
-        for frame in iter_video_frames(tmp.name, max_frames=total, max_side=1920):
+        for frame in iter_video_frames(path, max_frames=total, max_side=1920):
             if frame.index not in wanted:
                 continue
             buf = io.BytesIO()

@@ -77,7 +77,7 @@ class Server:
         self.events = EventBus(self._zmq)
         jobs = JobManager(JobRecordStore(self.data.jobs), store=store, device=device,
                           max_queued=config.limits.max_queued_jobs, emit=self.events.emit,
-                          retention=config.retention)
+                          retention=config.retention, min_free_bytes=config.limits.min_free_bytes)
         jobs.recover()
         registry = MethodRegistry()
         register_builtin_methods(registry)

@@ -14,6 +14,7 @@ from compute_server.storage.avatar_store import check_avatar_id
 from shared import PROTOCOL_VERSION
 from shared.records import JobState
 
+from .health import server_health
 from .registry import PIPELINE_METHODS, Call, MethodRegistry
 from .validation import require_bool, require_int, require_list, require_str
 
@@ -34,6 +35,7 @@ def server_info(ctx, call: Call) -> dict:
         "methods": ctx.registry.implemented(),
         "secure": ctx.secure,
         "doctor": ctx.providers.doctor(),
+        "health": server_health(ctx),
     }
 
 

@@ -14,6 +14,7 @@ import time
 import zmq
 
 from compute_server.errors import UserError
+from compute_server.storage.disk_space import storage_error
 from shared.protocol import (
     ErrorCode, ProtocolError, decode_request, encode_error, encode_result, frame_nbytes, peek_request_id,
 )
@@ -118,6 +119,11 @@ class RouterLoop:
         except UserError as exc:
             return self._error(request.id, exc.code, exc.message, exc.details), request.method, request.id, exc.code
         except Exception as exc:
+            storage = storage_error(exc, self.ctx.config.data_dir)
+            if storage is not None:  # a full or read-only disk is the machine's state, not a bug
+                log.error("%s failed: %s", request.method, exc, extra={"method": request.method})
+                return (self._error(request.id, storage.code, storage.message, storage.details), request.method,
+                        request.id, storage.code)
             log.exception("handler failed", extra={"method": request.method, "request": request.id})
             message = (f"the server failed while handling {request.method} ({type(exc).__name__}); "
                        "the server log has the details")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import time
 from pathlib import Path
 
 import zmq
@@ -24,6 +25,7 @@ from .config import CurveConfig, ServerConfig
 log = logging.getLogger(__name__)
 
 _LOOPBACK_NAMES = {"localhost", "lo", "lo0"}
+REFUSAL_LOG_EVERY_S = 10.0  # at most one warning per this many seconds about refused clients
 
 
 def endpoint_host(endpoint: str) -> tuple[str, str]:
@@ -92,10 +94,43 @@ def start_authenticator(context: zmq.Context, curve: CurveConfig) -> ThreadAuthe
                                     "each client's public '.key' file into it")
     if not any(folder.glob("*.key")):
         log.warning("no client keys in %s: no client can connect until one is added and the server restarted", folder)
-    auth = ThreadAuthenticator(context, log=logging.getLogger("headsplat.auth"))
+    auth = LoggingAuthenticator(context, log=logging.getLogger("headsplat.auth"))
     auth.start()
     auth.configure_curve(domain="*", location=os.fspath(folder))
     return auth
+
+
+class LoggingAuthenticator(ThreadAuthenticator):
+    """The ZAP handler, plus a warning in the server log when it refuses a client (an
+    unknown or spoofed key), at most one per REFUSAL_LOG_EVERY_S with a count of the
+    others, so an operator sees why a user cannot connect and a flood cannot fill the log."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._address = "?"
+        self._last_logged = float("-inf")
+        self._unlogged = 0
+
+    async def handle_zap_message(self, msg: list) -> None:  # runs in the authenticator's thread
+        self._address = msg[3].decode("utf-8", "replace") if len(msg) > 3 else "?"
+        await super().handle_zap_message(msg)
+
+    async def _authenticate_curve(self, domain: str, client_key: bytes):
+        allowed, reason = await super()._authenticate_curve(domain, client_key)
+        if not allowed:
+            self._refused(client_key, reason)
+        return allowed, reason
+
+    def _refused(self, client_key: bytes, reason: bytes) -> None:
+        now = time.monotonic()
+        if now - self._last_logged < REFUSAL_LOG_EVERY_S:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more refused since the last warning)" if self._unlogged else ""
+        log.warning("refused a CURVE client from %s: %s, public key %s; to admit it, copy its public '.key' file "
+                    "into the --curve-clients folder and restart the server%s", self._address,
+                    reason.decode("utf-8", "replace").lower(), zmq.utils.z85.encode(client_key).decode(), more)
+        self._last_logged, self._unlogged = now, 0
 
 
 def make_curve_server(socket: zmq.Socket, public: bytes, secret: bytes) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from compute_server.errors import UserError
 from shared.protocol import Limits
+from shared.text import clean_text
 
 _MISSING = object()
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", dict: "a map",
@@ -168,18 +169,51 @@ class ImageBytes:
 
 
 @_optional
+def require_name(params: dict, name: str, *, default=_MISSING, max_chars: int = 200, where: str = "params") -> str:
+    """A display name (avatar names...): a string of at most ``max_chars``, cleaned by
+    ``clean_text``."""
+    return clean_text(require_str(params, name, default=default, max_chars=max_chars, where=where))
+
+
+MAX_FILE_NAME_CHARS = 100
+MAX_SUFFIX_CHARS = 16
+
+
+def safe_file_name(name: str, fallback: str = "upload") -> str:
+    """A client's file name made fit for messages and for the server's disk: no folders,
+    no control characters, at most MAX_FILE_NAME_CHARS characters with its suffix kept
+    when the suffix is short (a 250-character 'suffix' is not one)."""
+    name = clean_text(os.path.basename(name.replace("\\", "/"))).lstrip(".") or fallback
+    stem, suffix = os.path.splitext(name)
+    if len(suffix) > MAX_SUFFIX_CHARS:
+        stem, suffix = name, ""
+    return stem[:MAX_FILE_NAME_CHARS - len(suffix)] + suffix
+
+
+@_optional
 def require_video(params: dict, name: str = "video") -> tuple[str, bytes]:
-    """A video file field ``{"name", "data"}`` -> (file name without folders, the bytes).
-    The container is only read by the job (FFmpeg); an empty file is refused here."""
+    """A video file field ``{"name", "data"}`` -> (safe file name, see ``safe_file_name``;
+    the bytes). The container is only read by the job (FFmpeg); an empty file is refused here."""
     video = require_map(params, name)
     data = video.get("data")
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise UserError("bad_request", f"params.{name}.data must be the video file's bytes")
-    file_name = os.path.basename(require_str(video, "name", default="video.mp4", max_chars=255,
-                                             where=f"params.{name}"))
+    file_name = safe_file_name(require_str(video, "name", default="video.mp4", max_chars=255, where=f"params.{name}"),
+                               "video.mp4")
     if len(data) == 0:
         raise UserError("bad_file", f"{file_name}: the video file is empty")
     return file_name, bytes(data)
+
+
+def check_image_size(width: int, height: int, limits: Limits, label: str) -> None:
+    """Refuse an image (to decode or to render) wider or taller than
+    ``limits.max_image_side`` or over ``limits.max_image_pixels`` (too_large)."""
+    if width > limits.max_image_side or height > limits.max_image_side:
+        raise UserError("too_large", f"{label} is {width}x{height} pixels; this server makes images of at most "
+                                     f"{limits.max_image_side} pixels per side")
+    if width * height > limits.max_image_pixels:
+        raise UserError("too_large", f"{label} is {width}x{height} pixels; this server accepts at most "
+                                     f"{limits.max_image_pixels / 1e6:g} megapixels, scale it down")
 
 
 def require_image(params: dict, name: str, limits: Limits, *, default=_MISSING, where: str = "params",

@@ -28,6 +28,7 @@ import numpy as np
 
 from compute_server.errors import UserError
 from shared.records import AvatarSummary
+from shared.text import clean_text
 
 from .atomic import fsync_dir, write_synced
 
@@ -74,10 +75,11 @@ class AvatarWriter:
     cancel) discards the staging directory.
     """
 
-    def __init__(self, store: "AvatarStore", avatar_id: str, staging_dir: Path):
+    def __init__(self, store: "AvatarStore", avatar_id: str, staging_dir: Path, job: str | None = None):
         self.store = store
         self.avatar_id = avatar_id
         self.staging_dir = staging_dir
+        self.job = job
         self._done = False
 
     def write(self, name: str, value) -> Path:
@@ -133,7 +135,9 @@ class AvatarWriter:
             files[entry.name] = entry.stat().st_size
         record = {**dict(metadata or {}), "avatar": self.avatar_id, "format": AVATAR_FORMAT_VERSION,
                   "created_at": time.time(), "files": files}
-        record.setdefault("name", "")
+        if self.job is not None:  # lets a restart tell that the job got this far (see published_by)
+            record["job"] = self.job
+        record["name"] = clean_text(str(record.get("name") or ""))[:200]  # shown everywhere: no control characters
         write_synced(self.staging_dir / METADATA_FILE, json.dumps(record, indent=1, sort_keys=True).encode())
         fsync_dir(self.staging_dir)
         target = self.store.root / self.avatar_id
@@ -167,14 +171,25 @@ class AvatarStore:
             path.mkdir(parents=True, exist_ok=True)
 
     def recover(self) -> int:
-        """Delete staging and trash leftovers of a crashed run; -> entries removed."""
+        """Delete staging and trash leftovers of a crashed run; -> entries removed. Never
+        raises for a full or read-only disk: what cannot be removed now is logged and
+        removed by a later start."""
         removed = 0
         for folder in (self.root / _INCOMING, self.root / _TRASH):
-            for entry in folder.iterdir():
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+            try:
+                entries = list(folder.iterdir())
+            except OSError as exc:
+                log.warning("cannot read %s to clean it up: %s", folder, exc)
+                continue
+            for entry in entries:
+                try:
+                    if entry.is_dir():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink(missing_ok=True)
+                except OSError as exc:
+                    log.warning("cannot remove the unfinished avatar write %s: %s", entry, exc)
+                    continue
                 removed += 1
         if removed:
             log.warning("removed %d unfinished avatar writes or deletions left by a previous run", removed)
@@ -185,20 +200,34 @@ class AvatarStore:
         suffix = "".join(secrets.choice(_ID_ALPHABET) for _ in range(6))
         return f"av_{_base36(time.time_ns() // 1_000_000)}{suffix}"
 
-    def begin(self, avatar_id: str | None = None) -> AvatarWriter:
-        """Start staging an avatar (a new id unless one is given)."""
+    def begin(self, avatar_id: str | None = None, *, job: str | None = None) -> AvatarWriter:
+        """Start staging an avatar (a new id unless one is given). job: the id of the job
+        making it, recorded in avatar.json as ``job``."""
         avatar_id = check_avatar_id(avatar_id) if avatar_id is not None else self.new_id()
         staging = self.root / _INCOMING / f"{avatar_id}-{secrets.token_hex(4)}"
         staging.mkdir()
-        return AvatarWriter(self, avatar_id, staging)
+        return AvatarWriter(self, avatar_id, staging, job)
 
-    def publish(self, avatar_id: str | None, files: Mapping[str, object], metadata: Mapping | None = None) -> str:
+    def publish(self, avatar_id: str | None, files: Mapping[str, object], metadata: Mapping | None = None, *,
+                job: str | None = None) -> str:
         """Stage ``files`` (see AvatarWriter.write) and publish them; -> the avatar id."""
-        with self.begin(avatar_id) as writer:
+        with self.begin(avatar_id, job=job) as writer:
             for name, value in files.items():
                 writer.write(name, value)
             writer.commit(metadata)
         return writer.avatar_id
+
+    def for_job(self, job: str) -> "JobAvatarStore":
+        """This store as job ``job`` sees it: the avatars it publishes name the job."""
+        return JobAvatarStore(self, job)
+
+    def published_by(self, jobs: Iterable[str]) -> dict[str, AvatarSummary]:
+        """job id -> the avatar that job published, for the jobs in ``jobs`` that did (a
+        crash between publishing and recording the job as done leaves such pairs)."""
+        wanted = set(jobs)
+        if not wanted:
+            return {}
+        return {s.metadata["job"]: s for s in self.list() if s.metadata.get("job") in wanted}
 
     def exists(self, avatar_id: str) -> bool:
         return (self.root / check_avatar_id(avatar_id) / METADATA_FILE).is_file()
@@ -269,6 +298,24 @@ class AvatarStore:
         fsync_dir(self.root)
         shutil.rmtree(trash, ignore_errors=True)
         log.info("deleted avatar", extra={"avatar": avatar_id})
+
+
+class JobAvatarStore:
+    """An AvatarStore seen from one running job: ``begin``/``publish`` record the job's
+    id in the avatar's metadata; everything else is the store's own."""
+
+    def __init__(self, store: AvatarStore, job: str):
+        self._store = store
+        self.job = job
+
+    def begin(self, avatar_id: str | None = None) -> AvatarWriter:
+        return self._store.begin(avatar_id, job=self.job)
+
+    def publish(self, avatar_id: str | None, files: Mapping[str, object], metadata: Mapping | None = None) -> str:
+        return self._store.publish(avatar_id, files, metadata, job=self.job)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
 
 
 def _load_npy(path: Path) -> np.ndarray:

@@ -9,6 +9,7 @@ Layout (docs/formats.md, "Data directory"):
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 from compute_server.errors import UserError
 
 ENV_DATA_DIR = "HEADSPLAT_DATA"
+log = logging.getLogger(__name__)
 
 
 def default_data_dir() -> Path:
@@ -76,17 +78,31 @@ class DataDirLock:
         self._file = None
 
     def acquire(self) -> None:
-        f = open(self.path, "a+b")
+        """Take the lock (busy if another server holds it). On a read-only disk the
+        existing lock file is locked for reading; on a full one the pid is not written.
+        Neither stops the server: it serves what it can and reports the disk."""
+        try:
+            f = open(self.path, "a+b", buffering=0)  # unbuffered: nothing left to flush at close
+        except OSError as exc:
+            try:
+                f = open(self.path, "rb", buffering=0)  # read-only disk: flock works on a read-only handle too
+            except OSError:
+                log.warning("cannot open the lock file %s (%s); make sure no other server uses %s", self.path,
+                            exc.strerror, self.path.parent)
+                return
         try:
             _lock_exclusive(f)
         except OSError:
             f.close()
             raise UserError("busy", f"another HeadSplat server is using the data directory {self.path.parent}; "
                                     "stop it or choose another with --data") from None
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()).encode())
-        f.flush()
+        if f.writable():
+            try:
+                f.seek(0)
+                f.truncate()
+                f.write(str(os.getpid()).encode())
+            except OSError as exc:  # a full disk: the lock holds all the same
+                log.warning("cannot write the pid into %s: %s", self.path, exc.strerror)
         self._file = f
 
     def release(self) -> None:
