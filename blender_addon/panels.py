@@ -194,7 +194,7 @@ class VIEW3D_PT_headsplat_animate(_Panel, bpy.types.Panel):
             modifier = splats.modifiers[0]
             from .scene_import import geometry_nodes as gn
             if modifier.node_group is not None:
-                for label in (gn.INPUT_DENSITY, gn.INPUT_POINT_SIZE):
+                for label in (gn.INPUT_GAUSSIANS, gn.INPUT_DENSITY, gn.INPUT_POINT_SIZE):
                     try:
                         layout.prop(modifier, f'["{gn.input_identifier(modifier.node_group, label)}"]', text=label)
                     except KeyError:
@@ -223,12 +223,18 @@ class VIEW3D_PT_headsplat_render(_Panel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         settings = context.scene.headsplat
-        layout.prop(settings, "render_format")
-        layout.prop(settings, "use_depth")
-        layout.prop(settings, "setup_compositor")
+        layout.prop(settings, "render_mode", expand=True)
+        connected = connection.state().status == connection.CONNECTED
+        if settings.render_mode == "EEVEE":
+            layout.operator("headsplat.render_shot", icon="RENDER_ANIMATION").mode = "EEVEE"
+        else:
+            layout.prop(settings, "render_format")
+            layout.prop(settings, "use_depth")
+            layout.prop(settings, "setup_compositor")
         col = layout.column(align=True)
-        col.enabled = connection.state().status == connection.CONNECTED
-        col.operator("headsplat.render_shot", icon="RENDER_ANIMATION")
+        col.enabled = connected
+        if settings.render_mode != "EEVEE":
+            col.operator("headsplat.render_shot", icon="RENDER_ANIMATION").mode = "SERVER"
         col.operator("headsplat.preview_frame", icon="RENDER_STILL")
         layout.operator("headsplat.setup_compositor", icon="NODE_COMPOSITING")
 

@@ -57,6 +57,11 @@ def _vertices(obj) -> np.ndarray:
 
 
 def _points(obj) -> dict[str, np.ndarray]:
+    """The point preview's points (the object is switched to the point preview)."""
+    gn = bh.addon_module("scene_import.geometry_nodes")
+    modifier = gn.pose_modifier(obj)
+    if modifier[gn.input_identifier(modifier.node_group, gn.INPUT_GAUSSIANS)]:
+        gn.set_input(obj, gn.INPUT_GAUSSIANS, False)
     depsgraph = bpy.context.evaluated_depsgraph_get()
     evaluated = obj.evaluated_get(depsgraph)
     geometry = evaluated.evaluated_geometry()
@@ -105,6 +110,11 @@ def test_import_builds_a_keyframable_rig_and_a_splat_object(scene, synthetic_ava
     assert {"hs_face", "hs_v0", "hs_v1", "hs_v2", "hs_mean_local", "hs_quat_local", "hs_color"} <= attributes
     assert len(splats.data.vertices) == 600 and len(splats.data.polygons) == 0
     assert splats.modifiers[0].type == "NODES" and head.hide_render and splats.hide_render
+    # true splats by default: one Gaussian box instance per splat, carrying its colour and opacity
+    evaluated = splats.evaluated_get(bpy.context.evaluated_depsgraph_get()).evaluated_geometry()
+    instances = evaluated.instances_pointcloud()
+    assert instances is not None and len(instances.points) == 600
+    assert {"hs_view_color", "hs_alpha"} <= set(instances.attributes.keys())
     assert scene.camera is not None and scene.render.resolution_x == 256  # the avatar's portrait camera
     # controls are real, keyframable properties
     assert keys["smile"].keyframe_insert("value", frame=1)

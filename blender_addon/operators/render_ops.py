@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 
 import bpy
-from bpy.props import StringProperty
+from bpy.props import EnumProperty, StringProperty
 
-from .. import compositor, connection, render_flow, shot
+from .. import compositor, connection, eevee_shot, render_flow, shot
 from .._shared import curve_sampling
 from ..scene_import.rig import PROP_AVATAR_NAME
-from .common import conclude, report_failure, wait_property
+from .common import conclude, report_failure, should_wait, wait_property
 
 
 def _start(operator, context, frames, *, preview: bool):
@@ -33,13 +33,27 @@ def _start(operator, context, frames, *, preview: bool):
     return conclude(operator, tickets, started=f"Rendering {what} on the server...")
 
 
+RENDER_MODES = [
+    ("SERVER", "Server", "The server renders the avatars (highest quality, a GPU server) and Blender composites "
+                         "them over its own render"),
+    ("EEVEE", "EEVEE", "Blender's EEVEE renders the frame range to the scene's output path like Ctrl+F12, the "
+                       "avatars drawn as splats with the rest of the scene (no server needed)"),
+]
+
+
+def render_mode_property():
+    return EnumProperty(name="Mode", items=RENDER_MODES, default="SERVER",
+                        description="Who renders the avatars: the server, or Blender's EEVEE")
+
+
 class HEADSPLAT_OT_render_shot(bpy.types.Operator):
-    """Render the avatars over the scene's frame range on the server and composite them over Blender's render"""
+    """Render the avatars over the scene's frame range: on the server (composited over Blender's render) or with EEVEE"""
 
     bl_idname = "headsplat.render_shot"
     bl_label = "Render Shot"
 
     target: StringProperty(name="Rig", description="Render only this rig (default: every HeadSplat rig)")
+    mode: render_mode_property()
     wait: wait_property()
 
     def execute(self, context):
@@ -49,7 +63,25 @@ class HEADSPLAT_OT_render_shot(bpy.types.Operator):
             frames = curve_sampling.frame_numbers(scene.frame_start, scene.frame_end, scene.frame_step)
         except ValueError as exc:
             return report_failure(self, str(exc))
+        if self.mode == "EEVEE":
+            return self._render_eevee(scene, [int(f) for f in frames])
         return _start(self, context, [int(f) for f in frames], preview=False)
+
+    def _render_eevee(self, scene, frames):
+        try:
+            rigs = render_flow.render_targets(scene, self.target)
+        except ValueError as exc:
+            return report_failure(self, str(exc))
+        if scene.camera is None:
+            return report_failure(self, "the scene has no camera; add one to render the shot")
+        if should_wait(self) or bpy.app.background:
+            eevee_shot.render_blocking(scene, rigs)
+            self.report({"INFO"}, f"Rendered {len(frames)} frame(s) with EEVEE into "
+                                  f"{os.path.dirname(eevee_shot.frame_paths(scene, frames[:1])[0])}")
+        else:
+            eevee_shot.render_in_ui(scene, rigs)
+            self.report({"INFO"}, f"Rendering {len(frames)} frame(s) with EEVEE...")
+        return {"FINISHED"}
 
 
 class HEADSPLAT_OT_preview_frame(bpy.types.Operator):

@@ -11,7 +11,7 @@ import numpy as np
 from mathutils import Matrix
 
 from .._shared import camera as camera_mod
-from . import rig as rig_mod, splats as splats_mod
+from . import gaussian_view, rig as rig_mod, splats as splats_mod
 from .avatar_data import AvatarData
 from .splat_layout import splat_points
 
@@ -63,8 +63,9 @@ def import_avatar(scene, avatar: AvatarData, *, endpoint: str = "", density: flo
         rig_root["headsplat_server"] = endpoint
     points = splat_points(avatar.splats, avatar.rig.rest_vertices, avatar.rig.faces)
     splat_object = splats_mod.build_splat_object(f"{name} Splats", points, collection, rig_root, head,
-                                                 density=density)
+                                                 density=density, sh_degree=avatar.splats.sh_degree)
     camera = None
     if avatar.portrait_camera is not None:
         camera = _portrait_camera(f"{name} Portrait Camera", avatar.portrait_camera, collection, rig_root, scene)
+    gaussian_view.sync_pixel_angle(scene, [splat_object])
     return ImportedAvatar(collection, rig_root, head, splat_object, camera)

@@ -10,9 +10,18 @@ fields, so the preview follows shape keys, bones, drivers and NLA like any other
     radius   = k * hs_radius_local * Point Size      (splat_layout.preview_radius)
     rotation = [t b n] * hs_quat_local,  scale = k * exp(hs_log_scale_local)   (optional)
 
+Two ways to draw the posed splats (the Gaussians input):
+
+- Gaussians on (the default): true splats, one box per Gaussian with the Gaussian
+  material (gaussian_nodes.py, gaussian_material.py), what EEVEE renders;
+- Gaussians off: the fast point preview, one sphere of ``radius`` per splat with the
+  emissive point material, for heavy scenes.
+
 Inputs: the head mesh object, Density (level of detail: splats with ``hs_lod`` below it
-are kept), Point Size, Material, and Orientation (also store the posed rotation and scale
-as ``hs_rotation`` / ``hs_scale``; off in the viewport because nothing draws them).
+are kept), Point Size and Material (point preview), Orientation (also store the posed
+rotation and scale as ``hs_rotation`` / ``hs_scale`` on the points; the Gaussians always
+do), Gaussians, Gaussian Material, SH Degree (the avatar's, set at import) and Pixel
+Angle (1 / focal length in pixels of the scene camera, for the server's eps2d blur).
 One tree per .blend file, shared by every avatar (``ensure_pose_tree``).
 """
 
@@ -20,15 +29,19 @@ from __future__ import annotations
 
 import bpy
 
-from . import splat_layout as layout
+from . import gaussian_nodes, splat_layout as layout
 
-TREE_NAME = "HeadSplat Pose Splats v1"
+TREE_NAME = "HeadSplat Pose Splats v2"  # v1 (points only) stays in older files
 
 INPUT_HEAD = "Head Mesh"
 INPUT_DENSITY = "Density"
 INPUT_POINT_SIZE = "Point Size"
 INPUT_MATERIAL = "Material"
 INPUT_ORIENTATION = "Orientation"
+INPUT_GAUSSIANS = "Gaussians"
+INPUT_GAUSSIAN_MATERIAL = "Gaussian Material"
+INPUT_SH_DEGREE = "SH Degree"
+INPUT_PIXEL_ANGLE = "Pixel Angle"
 # 3DGS fields stored on the splat mesh for other tools, unused by the preview.
 PREVIEW_UNUSED_ATTRIBUTES = ("f_*", "scale_*", "rot_*", "opacity")
 
@@ -92,6 +105,13 @@ def _interface(tree) -> None:
     sockets.new_socket(INPUT_MATERIAL, in_out="INPUT", socket_type="NodeSocketMaterial")
     orientation = sockets.new_socket(INPUT_ORIENTATION, in_out="INPUT", socket_type="NodeSocketBool")
     orientation.default_value = False
+    gaussians = sockets.new_socket(INPUT_GAUSSIANS, in_out="INPUT", socket_type="NodeSocketBool")
+    gaussians.default_value = True
+    sockets.new_socket(INPUT_GAUSSIAN_MATERIAL, in_out="INPUT", socket_type="NodeSocketMaterial")
+    degree = sockets.new_socket(INPUT_SH_DEGREE, in_out="INPUT", socket_type="NodeSocketInt")
+    degree.default_value, degree.min_value, degree.max_value = 0, 0, 3
+    angle = sockets.new_socket(INPUT_PIXEL_ANGLE, in_out="INPUT", socket_type="NodeSocketFloat")
+    angle.default_value, angle.min_value = 0.0, 0.0
     sockets.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
 
 
@@ -186,9 +206,15 @@ def build_pose_tree(name: str = TREE_NAME):
     geometry = group_in.outputs["Geometry"]
     for pattern in PREVIEW_UNUSED_ATTRIBUTES:
         geometry = _remove_attributes(b, geometry, pattern)
+    # the SH coefficients only travel when the Gaussians draw (a lazy switch)
+    points_only = _remove_attributes(b, geometry, "hs_sh_*")
+    choose = b.node("GeometryNodeSwitch", input_type="GEOMETRY")
+    b.link(group_in.outputs[INPUT_GAUSSIANS], choose, "Switch")
+    b.link(points_only, choose, "False")
+    b.link(geometry, choose, "True")
     keep = b.math("LESS_THAN", b.attribute(layout.ATTR_LOD, "FLOAT"), group_in.outputs[INPUT_DENSITY])
     delete = b.node("GeometryNodeDeleteGeometry", domain="POINT", mode="ALL")
-    b.link(geometry, delete, "Geometry")
+    b.link(choose.outputs[0], delete, "Geometry")
     b.link(b.math("SUBTRACT", 1.0, keep), delete, "Selection")
 
     frames = _triangle_frames(b, head.outputs["Geometry"])
@@ -197,8 +223,9 @@ def build_pose_tree(name: str = TREE_NAME):
     b.link(_posed_means(b, frames), set_position, "Position")
 
     oriented = _store_orientation(b, set_position.outputs[0], frames)
+    with_orientation = b.math("MAXIMUM", group_in.outputs[INPUT_ORIENTATION], group_in.outputs[INPUT_GAUSSIANS])
     switch = b.node("GeometryNodeSwitch", input_type="GEOMETRY")
-    b.link(group_in.outputs[INPUT_ORIENTATION], switch, "Switch")
+    b.link(with_orientation, switch, "Switch")
     b.link(set_position.outputs[0], switch, "False")
     b.link(oriented, switch, "True")
 
@@ -210,7 +237,15 @@ def build_pose_tree(name: str = TREE_NAME):
     set_material = b.node("GeometryNodeSetMaterial")
     b.link(to_points.outputs[0], set_material, "Geometry")
     b.link(group_in.outputs[INPUT_MATERIAL], set_material, "Material")
-    b.link(set_material.outputs[0], group_out, "Geometry")
+
+    instances = gaussian_nodes.gaussian_instances(
+        b, switch.outputs[0], pixel_angle=group_in.outputs[INPUT_PIXEL_ANGLE],
+        sh_degree=group_in.outputs[INPUT_SH_DEGREE], material=group_in.outputs[INPUT_GAUSSIAN_MATERIAL])
+    drawn = b.node("GeometryNodeSwitch", input_type="GEOMETRY")
+    b.link(group_in.outputs[INPUT_GAUSSIANS], drawn, "Switch")
+    b.link(set_material.outputs[0], drawn, "False")
+    b.link(instances, drawn, "True")
+    b.link(drawn.outputs[0], group_out, "Geometry")
     return tree
 
 
@@ -230,7 +265,8 @@ def input_identifier(tree, name: str) -> str:
     raise KeyError(f"the HeadSplat pose tree has no input {name!r}")
 
 
-def add_pose_modifier(splat_object, head_object, *, density: float, material, point_size: float | None = None):
+def add_pose_modifier(splat_object, head_object, *, density: float, material, point_size: float | None = None,
+                      gaussian_material=None, sh_degree: int = 0, gaussians: bool = True):
     """Put the posing tree on ``splat_object`` (a point mesh made by splats.py)."""
     tree = ensure_pose_tree()
     modifier = splat_object.modifiers.new("HeadSplat Pose", "NODES")
@@ -240,4 +276,23 @@ def add_pose_modifier(splat_object, head_object, *, density: float, material, po
     modifier[input_identifier(tree, INPUT_MATERIAL)] = material
     if point_size is not None:
         modifier[input_identifier(tree, INPUT_POINT_SIZE)] = float(point_size)
+    modifier[input_identifier(tree, INPUT_GAUSSIANS)] = bool(gaussians)
+    modifier[input_identifier(tree, INPUT_SH_DEGREE)] = int(sh_degree)
+    if gaussian_material is not None:
+        modifier[input_identifier(tree, INPUT_GAUSSIAN_MATERIAL)] = gaussian_material
     return modifier
+
+
+def set_input(splat_object, name: str, value) -> None:
+    """Set the posing modifier's input ``name`` on ``splat_object`` and re-evaluate it."""
+    modifier = pose_modifier(splat_object)
+    modifier[input_identifier(modifier.node_group, name)] = value
+    splat_object.update_tag()
+
+
+def pose_modifier(splat_object):
+    """The splat object's HeadSplat posing modifier (the first geometry-nodes one)."""
+    for modifier in splat_object.modifiers:
+        if modifier.type == "NODES" and modifier.node_group is not None:
+            return modifier
+    raise ValueError(f"'{splat_object.name}' has no HeadSplat posing modifier; re-import the avatar")

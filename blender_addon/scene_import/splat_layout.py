@@ -40,11 +40,20 @@ ATTR_RADIUS_LOCAL = "hs_radius_local"
 ATTR_COLOR = "hs_color"
 ATTR_ALPHA = "hs_alpha"
 ATTR_LOD = "hs_lod"
+# Display-referred degree-0 colour (SH_C0 f_dc + 0.5, unclipped) and the higher SH
+# coefficients as one RGB vector per basis function (hs_sh_1..hs_sh_15, head space): the
+# true-splat tree adds the view-dependent terms from the camera direction.
+ATTR_RGB = "hs_rgb"
 # Written by the posing tree on its output (evaluated geometry only).
 ATTR_POSED_ROTATION = "hs_rotation"
 ATTR_POSED_SCALE = "hs_scale"
 
 _H = camera_mod.HEAD_TO_BLENDER[:3, :3]
+
+
+def sh_attribute(k: int) -> str:
+    """The attribute holding SH coefficient ``k`` (1..15) of every splat, as (r, g, b)."""
+    return f"hs_sh_{k}"
 _H_QUAT = rotations.matrix_to_quat(_H)
 
 
@@ -139,6 +148,9 @@ def splat_points(splats: splat_format.LocalSplats, rest_vertices: np.ndarray, fa
     rgba = np.ones((splats.count, 4), np.float32)
     rgba[:, :3] = srgb_to_linear(splat_format.sh_dc_to_rgb(splats.sh_dc))
     attributes[ATTR_COLOR] = ("FLOAT_COLOR", rgba)
+    attributes[ATTR_RGB] = ("FLOAT_VECTOR", (splat_format.SH_C0 * splats.sh_dc + 0.5).astype(np.float32))
+    for k in range(1, splats.sh_rest.shape[1] + 1):
+        attributes[sh_attribute(k)] = ("FLOAT_VECTOR", np.ascontiguousarray(splats.sh_rest[:, k - 1], np.float32))
     attributes[ATTR_ALPHA] = ("FLOAT", world.opacities.astype(np.float32))
     attributes[ATTR_LOD] = ("FLOAT", lod_rank(world.opacities, world.scales, seed=lod_seed))
     return SplatPoints(positions, attributes)

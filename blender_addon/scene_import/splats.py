@@ -6,7 +6,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from . import geometry_nodes, materials
+from . import gaussian_material, geometry_nodes, materials
 from .splat_layout import SplatPoints, default_density
 
 _VALUE_KEY = {"FLOAT": "value", "INT": "value", "QUATERNION": "value", "FLOAT_VECTOR": "vector",
@@ -27,17 +27,21 @@ def points_mesh(name: str, points: SplatPoints):
 
 
 def build_splat_object(name: str, points: SplatPoints, collection, parent, head_object, *,
-                       density: float | None = None):
+                       density: float | None = None, sh_degree: int = 0, gaussians: bool = True):
     """The splat object, parented to the rig root (identity offset: armature space) and
     posed from ``head_object``. ``density`` defaults to ``default_density`` (a lighter
-    level of detail for big avatars)."""
+    level of detail for big avatars); ``gaussians`` False starts with the point preview."""
     obj = bpy.data.objects.new(name, points_mesh(name, points))
     collection.objects.link(obj)
     obj.parent = parent
-    obj.hide_render = True  # final frames come from the server and are composited
+    obj.hide_render = True  # final frames come from the server (Render Shot's EEVEE mode shows it)
+    obj.visible_shadow = False  # emissive splats: stochastic shadows of every Gaussian cost EEVEE most
     material = materials.ensure_splat_material()
+    gaussian = gaussian_material.ensure_gaussian_material()
     obj.data.materials.append(material)
+    obj.data.materials.append(gaussian)
     density = default_density(points.count) if density is None else density
-    geometry_nodes.add_pose_modifier(obj, head_object, density=density, material=material)
+    geometry_nodes.add_pose_modifier(obj, head_object, density=density, material=material,
+                                     gaussian_material=gaussian, sh_degree=sh_degree, gaussians=gaussians)
     obj["headsplat_role"] = "splats"
     return obj

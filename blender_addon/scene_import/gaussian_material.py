@@ -1,0 +1,114 @@
+"""The true-splat material: the 3D Gaussian's peak along each pixel's ray, times opacity,
+as alpha; the view-dependent colour from the posing tree as emission.
+
+The box instanced per Gaussian (gaussian_nodes.py) is the Gaussian's whitened frame, so
+in the material's object space (the instance's) the Gaussian is N(0, I): with o the
+fragment's object coordinates and d the view direction in the same space,
+
+    m^2   = |o|^2 - (o . d)^2 / |d|^2       (squared Mahalanobis distance of the ray)
+    alpha = min(0.999, opacity exp(-m^2 / 2)),   0 below 1/255 (the server's cut-offs)
+
+which is the footprint the server's EWA projection approximates, exact in perspective
+anywhere in the frame. Back faces are transparent, so each ray counts the Gaussian once.
+
+Order independence: the material is Dithered (EEVEE's stochastic transparency): each
+render sample keeps a fragment with probability alpha, depth testing does the ordering,
+and the average over samples converges to front-to-back alpha compositing. Blended mode
+would sort per object only, which is wrong for thousands of overlapping splats of one
+object. More samples = less noise (the Render Shot EEVEE mode uses the scene's setting).
+
+Colour: emission of ``hs_view_color`` (already scene-linear): under the Standard view
+transform EEVEE's output is the server's display-referred colour for opaque splats; the
+blend of overlapping translucent splats happens in linear light instead of the server's
+sRGB values, the one remaining difference (docs/user_guide.md).
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from . import gaussian_nodes, splat_layout as layout
+
+MATERIAL_NAME = "HeadSplat Gaussians v1"
+MAX_ALPHA = 0.999
+ALPHA_THRESHOLD = 1.0 / 255.0
+
+
+class _Shader:
+    """Node helpers so the material reads like the maths above."""
+
+    def __init__(self, tree):
+        self.tree = tree
+        self.x = -1400
+
+    def node(self, kind: str, **props):
+        node = self.tree.nodes.new(kind)
+        for key, value in props.items():
+            setattr(node, key, value)
+        node.location = (self.x, 0)
+        self.x += 80
+        return node
+
+    def feed(self, socket, value) -> None:
+        if hasattr(value, "is_output"):
+            self.tree.links.new(value, socket)
+        else:
+            socket.default_value = value
+
+    def math(self, operation: str, a, b=None):
+        node = self.node("ShaderNodeMath", operation=operation)
+        self.feed(node.inputs[0], a)
+        if b is not None:
+            self.feed(node.inputs[1], b)
+        return node.outputs[0]
+
+    def dot(self, a, b):
+        node = self.node("ShaderNodeVectorMath", operation="DOT_PRODUCT")
+        self.feed(node.inputs[0], a)
+        self.feed(node.inputs[1], b)
+        return node.outputs["Value"]
+
+    def instancer_attribute(self, name: str, output: str):
+        node = self.node("ShaderNodeAttribute", attribute_type="INSTANCER", attribute_name=name)
+        return node.outputs[output]
+
+
+def build_gaussian_material(name: str = MATERIAL_NAME):
+    material = bpy.data.materials.new(name)
+    if bpy.app.version < (5, 0, 0):
+        material.use_nodes = True  # 5.0+ materials always use nodes
+    material.diffuse_color = (0.8, 0.62, 0.52, 1.0)  # skin-like in Solid mode
+    tree = material.node_tree
+    tree.nodes.clear()
+    s = _Shader(tree)
+    o = s.node("ShaderNodeTexCoord").outputs["Object"]
+    geometry = s.node("ShaderNodeNewGeometry")
+    d = s.node("ShaderNodeVectorTransform", vector_type="VECTOR", convert_from="WORLD", convert_to="OBJECT")
+    s.feed(d.inputs[0], geometry.outputs["Incoming"])
+    d = d.outputs[0]
+    od = s.dot(o, d)
+    m2 = s.math("SUBTRACT", s.dot(o, o), s.math("DIVIDE", s.math("MULTIPLY", od, od), s.math("MAXIMUM", s.dot(d, d),
+                                                                                                    1e-20)))
+    opacity = s.instancer_attribute(layout.ATTR_ALPHA, "Fac")
+    alpha = s.math("MINIMUM", s.math("MULTIPLY", opacity, s.math("EXPONENT", s.math("MULTIPLY", m2, -0.5))), MAX_ALPHA)
+    alpha = s.math("MULTIPLY", alpha, s.math("GREATER_THAN", alpha, ALPHA_THRESHOLD))
+    alpha = s.math("MULTIPLY", alpha, s.math("SUBTRACT", 1.0, geometry.outputs["Backfacing"]))
+    emission = s.node("ShaderNodeEmission")
+    s.feed(emission.inputs["Color"], s.instancer_attribute(gaussian_nodes.ATTR_VIEW_COLOR, "Color"))
+    transparent = s.node("ShaderNodeBsdfTransparent")
+    mix = s.node("ShaderNodeMixShader")
+    s.feed(mix.inputs["Fac"], alpha)
+    s.feed(mix.inputs[1], transparent.outputs[0])
+    s.feed(mix.inputs[2], emission.outputs[0])
+    output = s.node("ShaderNodeOutputMaterial")
+    s.feed(output.inputs["Surface"], mix.outputs[0])
+    material.surface_render_method = "BLENDED"
+    material.use_backface_culling = True
+    material.use_transparency_overlap = True  # off, EEVEE keeps only the nearest instance per pixel
+    return material
+
+
+def ensure_gaussian_material():
+    """The file's Gaussian material, built on first use."""
+    material = bpy.data.materials.get(MATERIAL_NAME)
+    return material if material is not None else build_gaussian_material()
