@@ -13,11 +13,13 @@ from bpy.props import (
     BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty,
 )
 
+# Explicit numbers: a .blend stores an enum's number, so Auto (added later) takes a new one
+# and files saved with Draft/Standard/High keep their choice.
 PRESETS = [("AUTO", "Auto", "Follow the connected server's device: Draft on a CPU (where Standard takes about an "
-                             "hour), Standard on a CUDA GPU"),
-           ("DRAFT", "Draft", "Fast, lower quality (minutes on a CPU)"),
-           ("STANDARD", "Standard", "The default balance of time and quality"),
-           ("HIGH", "High", "Best quality, slowest")]
+                             "hour), Standard on a CUDA GPU", 3),
+           ("DRAFT", "Draft", "Fast, lower quality (minutes on a CPU)", 0),
+           ("STANDARD", "Standard", "The default balance of time and quality", 1),
+           ("HIGH", "High", "Best quality, slowest", 2)]
 RENDER_FORMATS = [("PNG", "PNG", "8-bit RGBA PNG frames"),
                   ("PNG16", "PNG 16-bit", "16-bit RGBA PNG frames"),
                   ("EXR", "OpenEXR", "Half-float RGBA EXR frames")]
@@ -75,10 +77,6 @@ class HEADSPLAT_PG_scene(bpy.types.PropertyGroup):
                                 description="A driving video (tracked on the server) or a motion .npz")
     # render
     render_format: EnumProperty(name="Format", items=RENDER_FORMATS, default="PNG")
-    render_mode: EnumProperty(name="Mode", items=[
-        ("SERVER", "Server", "The server renders the avatars; Blender composites them over its render"),
-        ("EEVEE", "EEVEE", "Blender's EEVEE renders the shot with the avatars as splats (no server needed)")],
-        default="SERVER", description="Who renders the avatars in Render Shot")
     use_depth: BoolProperty(name="Depth", default=False,
                             description="Also fetch depth and composite with Z Combine (splats behind scene "
                                         "objects are hidden)")

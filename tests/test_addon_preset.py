@@ -55,3 +55,12 @@ def test_create_with_auto_on_a_cpu_server_submits_draft(scene, tmp_path):
     with pytest.raises(RuntimeError, match=r"Create 'Auto' \(draft\) failed: .*not a PNG, JPEG"):
         bpy.ops.headsplat.create_avatar(filepath=str(not_a_photo), name="Auto", wait="WAIT")
     assert scene.headsplat.jobs[-1].label == "Create 'Auto' (draft)"
+
+
+def test_files_saved_before_auto_keep_their_preset(scene):
+    """A .blend stores the enum's number; Draft/Standard/High kept theirs (0, 1, 2) when
+    Auto was added, so an older file's Standard still reads as Standard."""
+    scene.headsplat["preset"] = 1   # what a file saved with Standard before Auto holds
+    assert scene.headsplat.preset == "STANDARD"
+    scene.headsplat["preset"] = 0
+    assert scene.headsplat.preset == "DRAFT"

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from compute_server.cli.info import format_info
 from compute_server.cli.main import main
 from compute_server.doctor import FAIL, OK, SKIPPED, DoctorSettings, run_cheap
 from compute_server.doctor import diffusion_checks, gsplat_checks, head_checks, storage_checks
@@ -121,12 +122,14 @@ def test_server_info_carries_the_cached_summary(tmp_path):
         from shared.client import Client
 
         with Client(server.endpoint, timeout_s=10.0) as client:
-            first, second = client.info()["doctor"], client.info()["doctor"]
+            info = client.info()
+            first, second = info["doctor"], client.info()["doctor"]
     assert first == second  # cached: computed once, not per request
     assert first["cuda"] is torch.cuda.is_available() and not first["failed"]
     assert first["counts"]["ok"] >= 4 and "headsplat doctor" in first["full_check"]
     if not torch.cuda.is_available():
         assert any(p["name"] == "CUDA" and "CUDA is absent" in p["detail"] for p in first["problems"])
+        assert "  doctor:           WARN CUDA: CUDA is absent" in format_info(info)
 
 
 def test_summary_is_cheap_and_refreshes():
