@@ -77,6 +77,10 @@ class HEADSPLAT_PG_scene(bpy.types.PropertyGroup):
                                 description="A driving video (tracked on the server) or a motion .npz")
     # render
     render_format: EnumProperty(name="Format", items=RENDER_FORMATS, default="PNG")
+    render_mode: EnumProperty(name="Mode", items=[
+        ("SERVER", "Server", "The server renders the avatars; Blender composites them over its render"),
+        ("EEVEE", "EEVEE", "Blender's EEVEE renders the shot with the avatars as splats (no server needed)")],
+        default="SERVER", description="Who renders the avatars in Render Shot")
     use_depth: BoolProperty(name="Depth", default=False,
                             description="Also fetch depth and composite with Z Combine (splats behind scene "
                                         "objects are hidden)")
