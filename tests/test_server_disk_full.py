@@ -116,6 +116,9 @@ def test_disk_filling_up_under_a_queued_job_fails_it_no_space_and_the_worker_goe
             assert not any(a.name == "big" for a in client.list_avatars())
             free(small_disk)
             assert client.wait_job(client.submit("test.count", {"steps": 2, "step_s": 0.0}), timeout_s=20)["count"] == 2
+            deadline = time.monotonic() + 10  # the worker writes what it kept right after each job
+            while client.info()["health"]["unsaved_records"] and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert client.info()["health"]["unsaved_records"] == 0
         assert server.terminate() == 0
         assert "Traceback" not in server.log()

@@ -108,7 +108,9 @@ def test_enospc_in_any_stage_of_a_job_never_stops_the_worker(server, client, mon
     monkeypatch.setattr(avatar_store, "write_synced", avatar_store.__dict__["write_synced"])
     after = client.wait_job(client.submit("test.count", {"steps": 3, "step_s": 0.01}), timeout_s=20)
     assert after["count"] == 3
-    health = client.info()["health"]
+    deadline = time.monotonic() + 10  # the worker writes what it kept right after each job
+    while (health := client.info()["health"])["unsaved_records"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert health["ok"] and health["unsaved_records"] == 0, health
     for job in client.list_jobs():  # every record on disk says what the server says
         on_disk = server.ctx.jobs.records.record_path(job.job).read_text()

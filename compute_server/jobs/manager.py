@@ -30,6 +30,7 @@ from shared.records import JobInfo, JobState
 
 from .context import JobContext, JobKind
 from .persistence import JobRecordStore
+from .record_keeper import RecordKeeper
 from .records import JobRecord, check_job_id, new_job_id, summarize
 from .retention import RetentionPolicy, jobs_to_forget
 
@@ -81,9 +82,7 @@ class JobManager:
         self._stopping = False
         self._abandoned: set[str] = set()
         self._worker: threading.Thread | None = None
-        self._unsaved: dict[str, dict] = {}  # job -> newest snapshot that could not be written
-        self._save_lock = threading.Lock()
-        self.last_problem: dict | None = None  # the newest fault (see health())
+        self.keeper = RecordKeeper(records)  # saves that never raise (full or read-only disk)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -153,8 +152,7 @@ class JobManager:
                 del self._entries[job_id]
         for job_id in ids:
             self.records.forget(job_id)
-            with self._save_lock:
-                self._unsaved.pop(job_id, None)
+            self.keeper.forget(job_id)
         if ids:
             log.info("forgot %d finished job(s) under the retention policy (%d jobs, %g days)", len(ids),
                      self.retention.keep_jobs, self.retention.keep_days)
@@ -185,9 +183,9 @@ class JobManager:
                             extra={"job": entry.record.job})
                 self._abandoned.add(entry.record.job)
                 self._finish(entry, JobState.FAILED, ErrorInfo(ErrorCode.INTERRUPTED.value, SHUTDOWN_RUNNING))
-        if not self.flush_unsaved():
+        if not self.keeper.flush():
             log.error("%d job record(s) could not be saved before stopping (the disk is full or read-only); "
-                      "after a restart they show as interrupted", len(self._unsaved))
+                      "after a restart they show as interrupted", self.keeper.unsaved)
 
     # ---------------------------------------------------------------- health
 
@@ -198,58 +196,19 @@ class JobManager:
     def health(self) -> dict:
         """What ``server.info`` reports about the jobs' side: whether the worker runs, how
         many records are not on disk yet, and the newest fault."""
-        with self._save_lock:
-            unsaved = len(self._unsaved)
-        return {"worker_alive": self.worker_alive, "unsaved_records": unsaved, "last_error": self.last_problem}
+        return {"worker_alive": self.worker_alive, "unsaved_records": self.keeper.unsaved,
+                "last_error": self.keeper.last_problem}
 
     def _note_problem(self, where: str, exc: BaseException, job: str | None = None) -> None:
-        """Remember a fault for health() and log it (without a traceback for a full or
-        read-only disk: that is the machine's state, not a bug)."""
-        known = storage_error(exc, self.records.root)
-        code = known.code if known else ErrorCode.INTERNAL.value
-        self.last_problem = {"at": time.time(), "where": where, "code": code, "job": job,
-                             "message": f"{type(exc).__name__}: {str(exc)[:300]}"}
-        if known:
-            log.error("%s failed: %s", where, exc, extra={"job": job, "code": code})
-        else:
-            log.error("%s failed", where, exc_info=exc, extra={"job": job, "code": code})
+        self.keeper.note_problem(where, exc, job)
 
     def _save(self, snapshot: dict, where: str = "saving a job record") -> bool:
-        """Write a record snapshot; on failure keep it for a later try. -> whether it is on disk."""
-        job_id = snapshot["job"]
-        try:
-            self.records.save(snapshot)
-        except Exception as exc:
-            with self._save_lock:
-                newest = self._unsaved.get(job_id)
-                if newest is None or newest["revision"] <= snapshot["revision"]:
-                    self._unsaved[job_id] = snapshot
-            self._note_problem(f"{where} ({job_id})", exc, job_id)
-            with self._cond:  # the worker retries while it waits for work
-                self._cond.notify_all()
-            return False
-        with self._save_lock:
-            newest = self._unsaved.get(job_id)
-            if newest is not None and newest["revision"] <= snapshot["revision"]:
-                del self._unsaved[job_id]
-        return True
-
-    def flush_unsaved(self) -> bool:
-        """Try again to write the records that could not be saved. -> all on disk now."""
-        with self._save_lock:
-            pending = list(self._unsaved.values())
-        for snapshot in pending:
-            try:
-                self.records.save(snapshot)
-            except Exception as exc:
-                log.debug("record of %s still cannot be saved: %s", snapshot["job"], exc)
-                return False
-            with self._save_lock:
-                if self._unsaved.get(snapshot["job"]) is snapshot:
-                    del self._unsaved[snapshot["job"]]
-        if pending:
-            log.info("saved %d job record(s) that could not be written before", len(pending))
-        return True
+        """Save a record (see RecordKeeper); a failure wakes the worker, which retries."""
+        if self.keeper.save(snapshot, where):
+            return True
+        with self._cond:
+            self._cond.notify_all()
+        return False
 
     def _check_disk(self, kind: JobKind, job_input) -> None:
         """Refuse a job the data disk cannot hold (no_space) or cannot record (read-only)."""
@@ -431,9 +390,9 @@ class JobManager:
     def _next(self) -> _Entry | None:
         with self._cond:
             while not self._queue and not self._stopping:
-                self._cond.wait(RETRY_UNSAVED_EVERY_S if self._unsaved else None)
-                if self._unsaved and not self._queue:
-                    self.flush_unsaved()
+                self._cond.wait(RETRY_UNSAVED_EVERY_S if self.keeper.unsaved else None)
+                if self.keeper.unsaved and not self._queue:
+                    self.keeper.flush()
             if self._stopping:
                 return None
             entry = self._entries[self._queue.popleft()]
@@ -465,7 +424,7 @@ class JobManager:
                     self._fail_stuck(entry, exc)
             try:
                 self.forget_old_jobs()
-                self.flush_unsaved()
+                self.keeper.flush()
             except Exception as exc:
                 self._note_problem("cleaning up after a job", exc)
 
@@ -522,11 +481,8 @@ class JobManager:
                 continue
             if info is not None:
                 return info
-        log.error("job failed with an internal error", exc_info=exc,
-                  extra={"job": entry.record.job, "method": entry.kind.name if entry.kind else None})
-        self.last_problem = {"at": time.time(), "where": f"running {entry.kind.name if entry.kind else 'a job'}",
-                             "code": ErrorCode.INTERNAL.value, "job": entry.record.job,
-                             "message": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        self.keeper.note_problem(f"running {entry.kind.name if entry.kind else 'a job'} (an internal error)", exc,
+                                 entry.record.job, traceback=True)
         return ErrorInfo(ErrorCode.INTERNAL.value,
                          f"the job failed with an internal error ({type(exc).__name__}: {str(exc)[:200]}); "
                          "the server log has the details")
