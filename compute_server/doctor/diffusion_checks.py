@@ -71,7 +71,8 @@ def denoise_check(models, name: str, device: torch.device) -> Check:
     finally:
         backend.unload()
     seconds = time.perf_counter() - start
-    dtype = str(getattr(getattr(denoiser, "parts", None), "dtype", "")).replace("torch.", "") or "its dtype"
+    dtype = str(getattr(getattr(denoiser, "parts", None), "dtype", "") or denoiser.describe().get("dtype", "")
+                or "its configured dtype").replace("torch.", "")
     if not np.isfinite(result.images).all():
         return _check(check_name, FAIL, f"the denoised image has non-finite pixels in {dtype}",
                       "set dtype = \"float32\" (or \"bfloat16\") for this model in the models config", seconds)
