@@ -326,3 +326,12 @@ def test_server_info_health_lists_the_data_directory(client, server):
     assert health["last_error"] is None and health["min_free_bytes"] == 256 * 2**20
 
 
+
+
+def test_serve_says_when_it_cannot_write_its_endpoint_file(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "compute_server.cli.main", "serve", "--bind", "tcp://127.0.0.1:*",
+                             "--data", str(tmp_path / "data"), "--device", "cpu",
+                             "--endpoint-file", str(tmp_path / "missing" / "endpoint")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "cannot write the endpoint file" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -97,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     if args.endpoint_file:
-        atomic_write_bytes(args.endpoint_file, server.endpoint.encode())
+        try:
+            atomic_write_bytes(args.endpoint_file, server.endpoint.encode())
+        except OSError as exc:  # e.g. a full disk: say so instead of a traceback
+            server.stop()
+            server.serve_forever()  # returns at once: shuts the server down cleanly
+            raise UserError("bad_request", f"cannot write the endpoint file {args.endpoint_file}: "
+                                           f"{exc.strerror}") from None
     server.serve_forever()
     return 0
