@@ -171,6 +171,15 @@ def check_server_info(info: dict) -> str | None:
     return None
 
 
+def health_warning(info: dict) -> str | None:
+    """The first problem the server reports about itself in ``server.info``'s ``health``
+    (its disk is full or read-only, its job worker stopped), or None: shown on connect so
+    a user hears "the server's disk is full" before submitting anything."""
+    health = info.get("health") or {}
+    problems = health.get("problems") or []
+    return str(problems[0]) if health.get("ok") is False and problems else None
+
+
 def describe_failure(failure: Failure, endpoint: str) -> str:
     """The sentence the panel and reports show for a failed request."""
     if failure.code == "timeout":
@@ -215,6 +224,9 @@ def connect(ticket: Ticket | None = None) -> Ticket:
             return
         _state.status, _state.info = CONNECTED, info
         _state.message = f"HeadSplat server {info.get('version', '?')} on {info.get('device', '?')}"
+        warning = health_warning(info)
+        if warning:
+            _state.message += f". Warning: {warning}"
         ticket.succeed(_state.message, info)
         from . import jobs  # jobs imports this module: import at use
 

@@ -206,3 +206,11 @@ def test_local_server_is_started_and_stopped(scene, tmp_path):
     finally:
         prefs.start_local_server = False
         connection.local_server().stop_and_wait()
+
+
+def test_connecting_to_a_server_whose_disk_is_full_says_so(scene, tmp_path):
+    with running_server(tmp_path, extra_args=("--min-free-mb", str(2**40))) as server:
+        bh.configure(server.endpoint, request_timeout_s=5.0)
+        bpy.ops.headsplat.connect(wait="WAIT")
+        state = _connection().state()
+        assert state.status == "CONNECTED" and "the server's disk is full" in state.message, state.message
