@@ -17,7 +17,7 @@ import torch
 from ..errors import UserError
 from ..face import prepare_portrait
 from ..head.model import HeadParams
-from ..server.validation import require_image, require_int, require_list, require_str, require_video
+from ..server.validation import require_float, require_image, require_int, require_list, require_str, require_video
 from ..splats.init import initialize_splats
 from ..splats.optimize import optimize_splats
 from ..tracking.portrait_fit import fit_portraits
@@ -51,6 +51,8 @@ class AvatarRequest:
     iterations: int | None = None
     image_size: int | None = None
     video: tuple[str, bytes] | None = None
+    holdout: float = 0.0                # video only: the clip's last fraction is not trained on
+    train_frames: int | None = None     # video only: cap on the frames learned from (preset's otherwise)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -88,7 +90,10 @@ def validate(params: dict, ctx, services) -> AvatarRequest:
         iterations=require_int(options, "iterations", default=None, min_value=1, max_value=100_000,
                                where="params.options"),
         image_size=require_int(options, "image_size", default=None, min_value=64, max_value=2048,
-                               where="params.options"))
+                               where="params.options"),
+        holdout=require_float(options, "holdout", default=0.0, min_value=0.0, max_value=0.9, where="params.options"),
+        train_frames=require_int(options, "train_frames", default=None, min_value=1, max_value=2000,
+                                 where="params.options"))
 
 
 def summarize(req: AvatarRequest) -> dict:
@@ -100,8 +105,9 @@ def summarize(req: AvatarRequest) -> dict:
 class _Stages:
     """Maps each stage's own 0..1 progress onto the job's overall fraction, and times stages."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, stages=STAGES):
         self.ctx = ctx
+        self.stages = stages
         self.timings: dict[str, float] = {}
         self._current = None
         self._started = 0.0
@@ -112,7 +118,7 @@ class _Stages:
         self.report(0.0, message)
 
     def report(self, fraction: float, message: str, **extra) -> None:
-        lo, hi = next((lo, hi) for n, lo, hi in STAGES if n == self._current)
+        lo, hi = next((lo, hi) for n, lo, hi in self.stages if n == self._current)
         self.ctx.progress(self._current, lo + (hi - lo) * min(max(fraction, 0.0), 1.0), message, **extra)
 
     def _finish(self) -> None:
@@ -126,6 +132,9 @@ class _Stages:
 
 
 def run(ctx, req: AvatarRequest, services) -> dict:
+    if req.video is not None:  # a clip: every good frame trains (GAF's monocular setting)
+        from .video_avatar import run_clip
+        return run_clip(ctx, req, services)
     stages = _Stages(ctx)
     device = ctx.device
     preset = make_preset(req.preset, iterations=req.iterations, image_size=req.image_size)
@@ -231,7 +240,8 @@ def _posed_vertices(head_model, params: dict) -> np.ndarray:
     return head_model(hp).vertices[0].cpu().numpy().astype(np.float64)
 
 
-def _save(ctx, req, preset, head_model, portraits, fit, result, main: SynthesisInput, warnings, stages) -> str:
+def _save(ctx, req, preset, head_model, portraits, fit, result, main: SynthesisInput, warnings, stages,
+          extra: dict | None = None) -> str:
     model = result.model
     local = model.to_local_splats()
     tuned = result.head_params
@@ -260,6 +270,7 @@ def _save(ctx, req, preset, head_model, portraits, fit, result, main: SynthesisI
         "metrics": {k: float(v) for k, v in result.metrics.items()},
         "timings_s": dict(stages.timings),
         "warnings": warnings,
+        **(extra or {}),
     }
     with ctx.store.begin() as writer:
         writer.write("splats.npz", local.arrays())

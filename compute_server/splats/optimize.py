@@ -50,6 +50,9 @@ class OptimizeSettings:
     lr_opacities: float = 5e-2
     lr_expr: float = 1e-3               # fine-tuning the photos' own head parameters (GAF)
     lr_joints: float = 1e-5
+    refine_pose: bool = False           # also fine-tune each input's head rotation and translation (GAF, clips)
+    lr_translation: float = 1e-6        # metres, when refine_pose (GAF section 5)
+    max_eval_views: int = 16            # final metrics on at most this many inputs, spread over them
     ssim_weight: float = 0.2
     alpha_weight: float = 0.2
     normal_weight: float = 0.02
@@ -80,7 +83,7 @@ class OptimizeResult:
 class _PreparedView:
     """A TrainingView as tensors, with its head parameters (fine-tuned for photos)."""
 
-    def __init__(self, view: TrainingView, head_model: HeadModel, device, trainable: bool):
+    def __init__(self, view: TrainingView, head_model: HeadModel, device, trainable: bool, pose: bool = False):
         t = lambda a: None if a is None else torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)  # noqa: E731
         self.view = view
         self.image, self.mask = t(view.image)[None], t(view.mask)[None]
@@ -91,7 +94,7 @@ class _PreparedView:
         self.params = HeadParams.from_numpy({k: np.asarray(v)[None] for k, v in view.head_params.items()}, device=device)
         self.trainable = trainable
         if trainable:
-            for name in ("expr", "jaw_pose", "eyes_pose"):
+            for name in ("expr", "jaw_pose", "eyes_pose") + (("rotation", "translation") if pose else ()):
                 setattr(self.params, name, torch.nn.Parameter(getattr(self.params, name).clone()))
         self._head_model = head_model
         self._vertices = None
@@ -120,7 +123,8 @@ def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[Tr
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     faces = head_model.faces
-    prepared = [_PreparedView(v, head_model, device, trainable=v.kind == "input") for v in views]
+    prepared = [_PreparedView(v, head_model, device, trainable=v.kind == "input", pose=settings.refine_pose)
+                for v in views]
     groups = _view_groups(prepared, settings)
     optimizers = _make_optimizers(model, settings)
     head_optimizer = _head_optimizer(prepared, settings)
@@ -182,7 +186,9 @@ def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[Tr
             rate = (step + 1) / max(time.perf_counter() - t0, 1e-9)
             report((step + 1) / settings.iterations,
                    f"iteration {step + 1}/{settings.iterations}, {model.count} Gaussians, {rate:.1f} it/s", preview)
-    metrics = evaluate_views(model, [p for p in prepared if p.view.kind == "input"], faces)
+    inputs = [p for p in prepared if p.view.kind == "input"]
+    spread = np.unique(np.linspace(0, len(inputs) - 1, num=min(len(inputs), settings.max_eval_views)).round().astype(int))
+    metrics = evaluate_views(model, [inputs[i] for i in spread] if inputs else [], faces)
     metrics["gaussians"] = model.count
     metrics["iterations_per_s"] = settings.iterations / max(time.perf_counter() - t0, 1e-9)
     head_params = [{k: v.detach().cpu().numpy()[0] for k, v in p.params.__dict__.items()} for p in prepared
@@ -230,6 +236,9 @@ def _head_optimizer(prepared: list[_PreparedView], s: OptimizeSettings) -> torch
         if p.trainable:
             groups.append({"params": [p.params.expr], "lr": s.lr_expr})
             groups.append({"params": [p.params.jaw_pose, p.params.eyes_pose], "lr": s.lr_joints})
+            if isinstance(p.params.rotation, torch.nn.Parameter):
+                groups.append({"params": [p.params.rotation], "lr": s.lr_joints})
+                groups.append({"params": [p.params.translation], "lr": s.lr_translation})
     return torch.optim.Adam(groups) if groups else None
 
 
