@@ -156,9 +156,13 @@ def test_a_submission_under_the_free_space_floor_is_refused_up_front(tmp_path):
         with Client(srv.endpoint, timeout_s=10) as c:
             error = c.request("test.avatar", {"points": 10}).error
             assert error.code == "no_space" and "reserve" in error.message and error.details["free_bytes"] > 0
-            health = c.info()["health"]
+            info = c.info()
+            health = info["health"]
             assert health["ok"] is False and "disk is full" in health["problems"][0]
             assert c.list_jobs() == []
+            from compute_server.cli.info import format_info
+
+            assert "PROBLEM:          the server's disk is full" in format_info(info)  # headsplat info
 
 
 # ------------------------------------------------------------------------ limits and types
