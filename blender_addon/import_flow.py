@@ -77,6 +77,8 @@ class AvatarCreateController(jobs.JobController):
         def imported(step: Ticket) -> None:
             warnings = result.get("warnings") or []
             note = f" ({'; '.join(map(str, warnings))})" if warnings else ""
+            if result.get("train_frames"):  # made from a video: say how much of it was learned from
+                note = f", learned from {result['train_frames']} frames of the clip{note}"
             self.finish(f"{step.message}{note}", step.value)
 
         fetch_and_import(self.scene_name, avatar_id, on_success=imported, on_failure=self.fail)

@@ -84,3 +84,28 @@ def test_track_then_render_the_motion_as_animated_ply(workspace, created):
 def test_missing_photo_is_a_usage_error(workspace):
     run = headsplat("create", str(workspace["root"] / "nope.jpg"), data=workspace["data"], port=workspace["port"])
     assert run.returncode == 2 and "no such file" in run.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DRIVING.exists(), reason="needs ../shared/data/driving/liveportrait_d0.mp4")
+def test_create_from_a_clip_says_how_many_frames_it_learned_from(workspace):
+    """`headsplat create clip.mp4`: the clip is tracked and its frames train (issue 12)."""
+    import av
+
+    clip = workspace["root"] / "selfie.mp4"
+    with av.open(str(DRIVING)) as src, av.open(str(clip), "w") as dst:  # the first 20 frames: a short take
+        stream = dst.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 192, 192, "yuv420p"
+        for i, frame in enumerate(src.decode(video=0)):
+            if i == 20:
+                break
+            for packet in stream.encode(frame.reformat(width=192, height=192, format="yuv420p")):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    run = headsplat("create", str(clip), "--preset", "draft", "--iterations", "12", "--size", "64",
+                    "--train-frames", "5", "--holdout", "0.2", data=workspace["data"], port=workspace["port"])
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "learned from 5 of 20 frames" in run.stdout + run.stderr
+    assert "track" in run.stdout + run.stderr
+    assert run.stdout.strip().splitlines()[-1].startswith("av_")

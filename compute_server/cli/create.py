@@ -35,6 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--head-model", default="builtin", help="head model name (see `headsplat info`)")
     p.add_argument("--iterations", type=int, help="override the preset's optimization iterations")
     p.add_argument("--size", type=int, help="override the preset's training resolution (pixels)")
+    p.add_argument("--holdout", type=float, help="video: keep the clip's last fraction (e.g. 0.2) out of training")
+    p.add_argument("--train-frames", type=int, help="video: learn from at most this many frames (preset's otherwise)")
     p.add_argument("--out", type=Path, help="folder for avatar.ply, avatar.json and previews")
     add_client_options(p)
     add_embedded_options(p)
@@ -52,7 +54,9 @@ def request_params(args) -> dict:
         params["video"] = {"name": files[0].name, "data": files[0].read_bytes()}
     else:
         params["images"] = [{"name": p.name, "data": p.read_bytes()} for p in files]
-    options = {k: v for k, v in (("iterations", args.iterations), ("image_size", args.size)) if v}
+    options = {k: v for k, v in (("iterations", args.iterations), ("image_size", args.size),
+                                 ("holdout", getattr(args, "holdout", None)),
+                                 ("train_frames", getattr(args, "train_frames", None))) if v}
     if options:
         params["options"] = options
     return params
@@ -74,8 +78,12 @@ def run(args) -> int:
         job = client.submit("avatar.create", params)
         bar = ProgressBar(f"avatar {params['name']} ({params['preset']})")
         result = client.wait_job(job, on_progress=bar)
+        frames = (f", learned from {result['train_frames']} of {result['clip']['frames']} frames"
+                  if result.get("train_frames") else "")
         bar.finish(f"avatar {result['avatar']}: {result['splats']} Gaussians, input PSNR "
-                   f"{result['metrics'].get('input_psnr_db', float('nan')):.2f} dB")
+                   f"{result['metrics'].get('input_psnr_db', float('nan')):.2f} dB{frames}")
+        for warning in result.get("warnings") or []:
+            print(f"warning: {warning}", file=sys.stderr)
         if args.out:
             write_avatar_folder(client, result["avatar"], args.out)
             print(f"wrote {args.out}/avatar.ply, avatar.json, preview.png, turntable.png")
