@@ -80,6 +80,9 @@ def run(args) -> int:
         result = client.wait_job(job, on_progress=bar)
         frames = (f", learned from {result['train_frames']} of {result['clip']['frames']} frames"
                   if result.get("train_frames") else "")
+        heldout = (result.get("clip") or {}).get("heldout")
+        if heldout:
+            frames += f"; held-out frames PSNR {heldout['psnr_db']:.2f} dB, SSIM {heldout['ssim']:.3f}"
         bar.finish(f"avatar {result['avatar']}: {result['splats']} Gaussians, input PSNR "
                    f"{result['metrics'].get('input_psnr_db', float('nan')):.2f} dB{frames}")
         for warning in result.get("warnings") or []:
@@ -87,6 +90,9 @@ def run(args) -> int:
         if args.out:
             write_avatar_folder(client, result["avatar"], args.out)
             print(f"wrote {args.out}/avatar.ply, avatar.json, preview.png, turntable.png")
+            if result.get("heldout_strip_png"):
+                (args.out / "heldout.png").write_bytes(bytes(result["heldout_strip_png"]))
+                print(f"wrote {args.out}/heldout.png (held-out frames: real above, render below)")
     print(result["avatar"])
     return 0
 

@@ -49,6 +49,7 @@ CLIP_STAGES = (("track", 0.0, 0.3), ("frames", 0.3, 0.36), ("views", 0.36, 0.4),
                ("save", 0.97, 1.0))
 TRAIN_FRAMES = {"draft": 150, "standard": 300, "high": 400}
 MAX_TRACKED_FRAMES = 600   # longer clips are cut to their first frames (20 s at 30 fps)
+HELDOUT_FRAMES = 16        # held-out frames scored after training (spread over the test part)
 FEW_FRAMES = 10             # fewer usable frames than this: warn that the avatar is photo-like
 
 
@@ -109,6 +110,7 @@ class ClipFrames:
     seen_faces: np.ndarray          # (F,) in how many kept frames each triangle was seen
     report: dict
     warnings: list[str]
+    test_views: list[TrainingView] = field(default_factory=list)   # held-out frames (tracked params, not trained)
 
 
 def clip_settings(preset_name: str, holdout: float = 0.0, train_frames: int | None = None) -> ClipSettings:
@@ -166,13 +168,18 @@ def run_clip(ctx, req, services) -> dict:
 
     stages.begin("save", "saving the avatar")
     clip_report = {**frames.report, "settings": asdict(settings)}
+    strip = None
+    if frames.test_views:
+        heldout, strip = heldout_metrics(result.model, head_model, frames.test_views)
+        clip_report["heldout"] = heldout
     avatar_id = _save(ctx, req, preset, head_model, frames.sources, frames.fit, result, main, warnings, stages,
                       extra={"clip": clip_report})
     timings = stages.done()
     return {"avatar": avatar_id, "name": req.name, "splats": model.count,
             "metrics": {k: round(float(v), 4) for k, v in result.metrics.items()},
             "timings_s": timings, "warnings": warnings, "train_frames": n_train,
-            "split": clip_report["split"], "clip": {k: v for k, v in clip_report.items() if k != "settings"}}
+            "split": clip_report["split"], "clip": {k: v for k, v in clip_report.items() if k != "settings"},
+            **({"heldout_strip_png": strip} if strip is not None else {})}
 
 
 def clip_training_frames(path: str, name: str, data: bytes, head_model, size: int, settings: ClipSettings,
@@ -210,13 +217,22 @@ def clip_training_frames(path: str, name: str, data: bytes, head_model, size: in
                         f"{int(selection.usable.sum())} frames are used.")
     stages.begin("frames", "cropping the chosen frames")
     filled = fill_missing(landmarks.landmarks, landmarks.found)
-    crops = crop_clip_frames(path, selection.bins, filled, landmarks.frame_size, size, max_frames=n,
-                             check_cancel=ctx.check, progress=lambda f, m: stages.report(0.5 * f, m))
+    test = np.flatnonzero(selection.usable[selection.train_stop:]) + selection.train_stop
+    test = test[np.unique(np.linspace(0, test.size - 1, num=min(test.size, HELDOUT_FRAMES)).round().astype(int))] \
+        if test.size else test
+    all_crops = crop_clip_frames(path, list(selection.bins) + [np.array([i]) for i in test], filled,
+                                 landmarks.frame_size, size, max_frames=n, check_cancel=ctx.check,
+                                 progress=lambda f, m: stages.report(0.5 * f, m))
+    crops = [c for c in all_crops if c.index < selection.train_stop]
+    test_crops = [c for c in all_crops if c.index >= selection.train_stop]
     if int(selection.usable.sum()) < FEW_FRAMES and n >= 2:
         warnings.append(f"{name}: only {int(selection.usable.sum())} usable frames; a clip of a few seconds with the face turning "
                         "a little left and right gives a better avatar.")
     frames = _frame_views(crops, track, head_model, name, hashlib.sha256(data).hexdigest(), landmarks.frame_size,
                           lambda f, m: stages.report(0.5 + 0.5 * f, m))
+    if test_crops:
+        frames.test_views = _frame_views(test_crops, track, head_model, name, "", landmarks.frame_size,
+                                         lambda f, m: None).views
     stop = selection.train_stop
     frames.report = {
         "frames": n, "fps": landmarks.fps, "train_frames": len(crops),
@@ -336,3 +352,40 @@ def down_weight_seen(view: TrainingView, vertices: np.ndarray, faces: np.ndarray
     weighted = base * pixel
     view.weight = float(view.weight * weighted.sum() / max(float(base.sum()), 1e-6))
     view.loss_mask = weighted
+
+
+@torch.no_grad()
+def heldout_metrics(model, head_model, views: list[TrainingView], strip_count: int = 6) -> tuple[dict, bytes]:
+    """PSNR / SSIM of the trained avatar on held-out frames, each rendered with its tracked
+    (never refined) parameters at its own camera, on the head's matte (alpha > 0.5), like
+    optimize.evaluate_views; and a PNG strip of up to ``strip_count`` frames, real over render."""
+    import io
+
+    from PIL import Image
+
+    from ..camera_torch import stack_cameras
+    from ..splats.losses import masked_mean, psnr, ssim_map
+    from ..splats.render_avatar import render_avatar
+
+    device = model.device
+    psnrs, ssims, tiles = [], [], []
+    ordered = sorted(views, key=lambda v: v.meta.get("frame", 0))
+    show = set(np.linspace(0, len(ordered) - 1, num=min(strip_count, len(ordered))).round().astype(int).tolist())
+    for k, view in enumerate(ordered):
+        params = HeadParams.from_numpy({n: np.asarray(v, np.float32)[None] for n, v in view.head_params.items()},
+                                       device=device)
+        vertices = head_model(params).vertices[0]
+        viewmats, Ks = stack_cameras([view.camera], device=device)
+        out = render_avatar(model, vertices, head_model.faces, viewmats, Ks, view.camera.width, view.camera.height)
+        mask = torch.as_tensor(view.mask, device=device)[None]
+        fg = (mask > 0.5).float()
+        target = torch.as_tensor(view.image, device=device)[None] * mask[..., None]
+        psnrs.append(psnr(out.rgb, target, fg))
+        ssims.append(float(masked_mean(ssim_map(out.rgb, target), fg)))
+        if k in show:
+            tiles.append(np.concatenate([target[0].cpu().numpy(), out.rgb[0].clamp(0, 1).cpu().numpy()], axis=0))
+    buf = io.BytesIO()
+    Image.fromarray((np.concatenate(tiles, axis=1) * 255).round().astype(np.uint8)).save(buf, "PNG")
+    frames = [int(v.meta.get("frame", -1)) for v in ordered]
+    return ({"psnr_db": round(float(np.mean(psnrs)), 3), "ssim": round(float(np.mean(ssims)), 4),
+             "frames": frames, "psnr_db_per_frame": [round(float(x), 2) for x in psnrs]}, buf.getvalue())
