@@ -1,14 +1,19 @@
 """Blender-side benchmarks of the add-on, headless (bpy 5.0.1 as a module): print tables.
 
-    python -m bench.blender_viewport            # 25k / 100k / 300k splats (about a minute)
+    python -m bench.blender_viewport            # 25k / 100k / 300k splats (several minutes)
     python -m bench.blender_viewport --quick    # 25k / 100k only
+    python -m bench.blender_viewport --only playback,eevee
 
 Tables:
   (a) playback: depsgraph evaluation per frame change (``scene.frame_set``) of an animated
       avatar (jaw, neck and three expressions keyed over 48 frames) on the built-in head,
-      at several preview densities, with the rig alone as the baseline. This is the CPU
-      part of viewport playback (shape keys + armature + the geometry-nodes posing); GPU
-      drawing of the points is not included (headless Blender has no GPU here).
+      at several preview densities, with the rig alone as the baseline, for the point
+      preview and the true splats (Gaussians: boxes instanced per splat, SH colour from
+      the camera). This is the CPU part of viewport playback (shape keys + armature + the
+      geometry-nodes posing); GPU drawing is not included (headless Blender has no GPU here).
+  (d) EEVEE: one 512 x 512 frame of the true splats rendered by EEVEE (software GL here),
+      one sample (Blended splats converge in one); the first render includes compiling
+      the shaders, the second is the steady-state cost of a frame.
   (b) import: building the avatar's objects from an avatar.get reply (splat attributes in
       numpy + bpy objects), i.e. the one main-thread step of an import.
   (c) UI-thread cost of the timer: ``Session.pump(0)`` while a job streams progress events
@@ -74,32 +79,65 @@ def frame_times(scene, frames=range(1, 49), repeats: int = 2) -> list[float]:
 
 
 def set_density(splat_object, density: float) -> None:
-    modifier = splat_object.modifiers[0]
-    modifier[geometry_nodes.input_identifier(modifier.node_group, geometry_nodes.INPUT_DENSITY)] = density
-    splat_object.update_tag()
+    geometry_nodes.set_input(splat_object, geometry_nodes.INPUT_DENSITY, density)
+
+
+def set_gaussians(splat_object, enabled: bool) -> None:
+    geometry_nodes.set_input(splat_object, geometry_nodes.INPUT_GAUSSIANS, enabled)
 
 
 def playback_table(rig: dict, counts: list[int]) -> None:
     print("\n(a) playback: depsgraph evaluation per frame change, built-in head "
           f"({len(rig['rest_vertices'])} vertices, {len(rig['expression_names'])} shape keys)")
-    print(f"{'splats':>8} {'density':>8} {'drawn':>8} {'median ms':>10} {'p90 ms':>8} {'fps':>8}")
+    print(f"{'splats':>8} {'mode':>9} {'density':>8} {'drawn':>8} {'median ms':>10} {'p90 ms':>8} {'fps':>8} "
+          f"{'vs points':>9}")
     for n in counts:
         bpy.ops.wm.read_homefile(use_empty=True)
         scene = bpy.context.scene
         imported = build.import_avatar(scene, avatar_from_reply(avatar_reply(rig, n)), density=1.0)
         animate(imported, rig["expression_names"])
         densities = [1.0, 0.5, 0.25] if n >= 100_000 else [1.0]
-        rows = [("rig only", 0.0)] if n == counts[0] else []
-        rows += [(f"{d:g}", d) for d in densities]
-        for label, density in rows:
+        rows = [("rig only", "", 0.0)] if n == counts[0] else []
+        rows += [(f"{d:g}", mode, d) for d in densities for mode in ("points", "gaussians")]
+        points_median = {}
+        for label, mode, density in rows:
             imported.splats.modifiers[0].show_viewport = label != "rig only"
             set_density(imported.splats, density if density > 0 else 1.0)
+            set_gaussians(imported.splats, mode == "gaussians")
             times = frame_times(scene)
             median = statistics.median(times)
             p90 = sorted(times)[int(0.9 * len(times))]
             drawn = 0 if label == "rig only" else int(round(n * density))
-            print(f"{n if label != 'rig only' else 0:>8} {label:>8} {drawn:>8} {median * 1e3:>10.2f} "
-                  f"{p90 * 1e3:>8.2f} {1 / median:>8.0f}")
+            ratio = ""
+            if mode == "points":
+                points_median[density] = median
+            elif mode == "gaussians":
+                ratio = f"{median / points_median[density]:.2f}x"
+            print(f"{n if label != 'rig only' else 0:>8} {mode or '-':>9} {label:>8} {drawn:>8} {median * 1e3:>10.2f} "
+                  f"{p90 * 1e3:>8.2f} {1 / median:>8.0f} {ratio:>9}")
+
+
+def eevee_table(rig: dict, counts: list[int], size: int = 512) -> None:
+    print(f"\n(d) EEVEE: one {size} x {size} frame of the true splats (1 sample, software GL here)")
+    print(f"{'splats':>8} {'first render s':>15} {'next render s':>14}")
+    for n in counts:
+        bpy.ops.wm.read_homefile(use_empty=True)
+        scene = bpy.context.scene
+        imported = build.import_avatar(scene, avatar_from_reply(avatar_reply(rig, n)), density=1.0)
+        imported.splats.hide_render = False
+        scene.render.engine = "BLENDER_EEVEE"
+        scene.render.resolution_x = scene.render.resolution_y = size
+        scene.render.film_transparent = True
+        scene.view_settings.view_transform = "Standard"
+        scene.eevee.taa_render_samples = 1
+        seconds = []
+        with tempfile.TemporaryDirectory() as tmp:
+            scene.render.filepath = str(Path(tmp) / "frame.png")
+            for _ in range(2):
+                start = time.perf_counter()
+                bpy.ops.render.render(write_still=True)
+                seconds.append(time.perf_counter() - start)
+        print(f"{n:>8} {seconds[0]:>15.1f} {seconds[1]:>14.1f}")
 
 
 def import_table(rig: dict, counts: list[int]) -> None:
@@ -139,7 +177,10 @@ def timer_table() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="25k and 100k splats only")
+    parser.add_argument("--only", default="playback,import,timer,eevee",
+                        help="comma-separated tables to run: playback, import, timer, eevee")
     args = parser.parse_args()
+    tables = set(args.only.split(","))
     counts = [25_000, 100_000] if args.quick else [25_000, 100_000, 300_000]
     try:
         rig = builtin_rig()
@@ -148,9 +189,14 @@ def main() -> None:
         rig = synthetic_rig(60, 90)
     print(f"Blender {bpy.app.version_string}, Python {platform.python_version()}, {platform.processor() or platform.machine()}, "
           f"{__import__('os').cpu_count()} CPU threads")
-    playback_table(rig, counts)
-    import_table(rig, counts)
-    timer_table()
+    if "playback" in tables:
+        playback_table(rig, counts)
+    if "import" in tables:
+        import_table(rig, counts)
+    if "timer" in tables:
+        timer_table()
+    if "eevee" in tables:
+        eevee_table(rig, counts[:2])
 
 
 if __name__ == "__main__":

@@ -96,7 +96,11 @@ def render_in_ui(scene, rig_roots) -> None:
     """Start Blender's own render job (progress in the render window); the settings are
     restored when it completes or is cancelled."""
     setup = EeveeShotSetup(scene.name)
-    setup.apply(rig_roots)
+    try:
+        setup.apply(rig_roots)
+    except Exception:
+        setup.restore()
+        raise
 
     def finished(*_args):
         for handlers in (bpy.app.handlers.render_complete, bpy.app.handlers.render_cancel):

@@ -74,13 +74,17 @@ class HEADSPLAT_OT_render_shot(bpy.types.Operator):
             return report_failure(self, str(exc))
         if scene.camera is None:
             return report_failure(self, "the scene has no camera; add one to render the shot")
-        if should_wait(self) or bpy.app.background:
-            eevee_shot.render_blocking(scene, rigs)
-            self.report({"INFO"}, f"Rendered {len(frames)} frame(s) with EEVEE into "
-                                  f"{os.path.dirname(eevee_shot.frame_paths(scene, frames[:1])[0])}")
-        else:
-            eevee_shot.render_in_ui(scene, rigs)
-            self.report({"INFO"}, f"Rendering {len(frames)} frame(s) with EEVEE...")
+        try:
+            if should_wait(self) or bpy.app.background:
+                eevee_shot.render_blocking(scene, rigs)
+                self.report({"INFO"}, f"Rendered {len(frames)} frame(s) with EEVEE into "
+                                      f"{os.path.dirname(eevee_shot.frame_paths(scene, frames[:1])[0])}")
+            else:
+                eevee_shot.render_in_ui(scene, rigs)
+                self.report({"INFO"}, f"Rendering {len(frames)} frame(s) with EEVEE...")
+        except (KeyError, ValueError) as exc:  # an avatar imported before true splats existed
+            return report_failure(self, f"{exc.args[0] if exc.args else exc}; re-import the avatar to render it "
+                                        "with EEVEE")
         return {"FINISHED"}
 
 

@@ -11,13 +11,18 @@ fragment's object coordinates and d the view direction in the same space,
 which is the footprint the server's EWA projection approximates, exact in perspective
 anywhere in the frame. Back faces are transparent, so each ray counts the Gaussian once.
 
-Order independence: the material is Dithered (EEVEE's stochastic transparency): each
-render sample keeps a fragment with probability alpha, depth testing does the ordering,
-and the average over samples converges to front-to-back alpha compositing. Blended mode
-would sort per object only, which is wrong for thousands of overlapping splats of one
-object. More samples = less noise (the Render Shot EEVEE mode uses the scene's setting).
+Order: the material is Blended and each Gaussian is its own instance, so EEVEE sorts
+the Gaussians back to front by their centres' depth, as the server does, and blends them
+exactly in one sample (Transparency Overlap on: off, EEVEE's per-object depth prepass
+keeps only the nearest instance per pixel). Dithered (stochastic, order-independent)
+was measured too: against the server's frame of random-coloured splats it reached
+26.3 dB at 32 samples (23.5 dB at 64 samples without a pixel filter), Blended 30.6 dB in
+one sample, so Blended is the default. What Blended gives up: blended surfaces write no
+depth, so EEVEE's depth of field and motion blur see what is behind the splats; switch
+the material to Dithered (and raise the samples) for shots that need them
+(docs/user_guide.md).
 
-Colour: emission of ``hs_view_color`` (already scene-linear): under the Standard view
+Colour: emission of ``gs_color`` (already scene-linear): under the Standard view
 transform EEVEE's output is the server's display-referred colour for opaque splats; the
 blend of overlapping translucent splats happens in linear light instead of the server's
 sRGB values, the one remaining difference (docs/user_guide.md).
@@ -27,7 +32,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import gaussian_nodes, splat_layout as layout
+from . import gaussian_nodes
 
 MATERIAL_NAME = "HeadSplat Gaussians v1"
 MAX_ALPHA = 0.999
@@ -89,7 +94,7 @@ def build_gaussian_material(name: str = MATERIAL_NAME):
     od = s.dot(o, d)
     m2 = s.math("SUBTRACT", s.dot(o, o), s.math("DIVIDE", s.math("MULTIPLY", od, od), s.math("MAXIMUM", s.dot(d, d),
                                                                                                     1e-20)))
-    opacity = s.instancer_attribute(layout.ATTR_ALPHA, "Fac")
+    opacity = s.instancer_attribute(gaussian_nodes.ATTR_OPACITY, "Fac")
     alpha = s.math("MINIMUM", s.math("MULTIPLY", opacity, s.math("EXPONENT", s.math("MULTIPLY", m2, -0.5))), MAX_ALPHA)
     alpha = s.math("MULTIPLY", alpha, s.math("GREATER_THAN", alpha, ALPHA_THRESHOLD))
     alpha = s.math("MULTIPLY", alpha, s.math("SUBTRACT", 1.0, geometry.outputs["Backfacing"]))

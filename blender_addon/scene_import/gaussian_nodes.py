@@ -6,15 +6,18 @@ the 3D Gaussian along each pixel's ray, so any front face that covers the Gaussi
 3-sigma ellipsoid draws the exact footprint, at any angle and anywhere in the frame
 (no billboard that faces the image plane, hence no wrong shape off-centre, and no quad
 seen edge-on that vanishes). The box is the unit cube of the Gaussian's whitened frame,
-scaled by EXTENT sigma: instance rotation = posed rotation, instance scale = posed
-scales, so the material's object coordinates are the whitened coordinates themselves.
+scaled by EXTENT sigma: the instance transform's columns are the posed axes times their
+sigmas (k [t b n] times the static local rotation-times-scale ``hs_axis_*`` stored at
+import: no quaternion maths per frame), so the material's object coordinates are the
+whitened coordinates themselves.
 Back faces are culled so each ray meets one face.
 
 Per point (before instancing), from the active camera seen in the splat object's space:
 
     rel = position - camera location,  z = rel . camera forward
-    scale' = sqrt(scale^2 + EPS2D cos(a) (z * pixel_angle)^2)   (gsplat's eps2d low-pass in 3D;
-             a = angle off the optical axis, so the blur's projected area is the server's)
+    axis_i' = axis_i sqrt(1 + v / |axis_i|^2),  v = EPS2D cos(a) (z * pixel_angle)^2
+             (gsplat's eps2d low-pass in 3D; a = angle off the optical axis, so the
+             blur's projected area is the server's)
     colour = clamp0(hs_rgb + sum_k SH_k(unit(H^T rel)) hs_sh_k)   (degrees up to SH Degree)
     hs_view_color = srgb_to_linear(colour)   (display-referred -> scene-linear, see the guide)
 
@@ -32,7 +35,8 @@ from . import splat_layout as layout
 EXTENT = 3.33  # gsplat's maximum extent in sigmas (raster_torch.MAX_EXTEND)
 EPS2D = 0.3  # px^2 added to each projected covariance by the server's rasterizer
 MIN_SCALE = 1e-7
-ATTR_VIEW_COLOR = "hs_view_color"
+ATTR_VIEW_COLOR = "hs_view_color"  # the instances' colour (scene-linear); opacity is hs_alpha
+ATTR_OPACITY = layout.ATTR_ALPHA
 
 SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
@@ -111,46 +115,88 @@ def _srgb_to_linear(b, rgb):
     return out.outputs[0]
 
 
-def gaussian_instances(b, geometry, *, pixel_angle, sh_degree, material):
-    """Instances of the Gaussian box on ``geometry`` (posed points carrying hs_rotation and
-    hs_scale, see geometry_nodes._store_orientation); -> the instances output socket."""
+def _posed_axes(b, frames):
+    """The Gaussian's three axes scaled by its sigmas, posed: k [t b n] hs_axis_i (static
+    local rotation times scale from import, so no rotation maths per frame)."""
+    _, tangent, bitangent, normal, k = frames
+    axes = []
+    for i in range(3):
+        local = b.node("ShaderNodeSeparateXYZ")
+        b.link(b.attribute(layout.axis_attribute(i), "FLOAT_VECTOR"), local, "Vector")
+        along = b.vmath("ADD", b.vmath("ADD", b.vmath("SCALE", tangent, scale=local.outputs["X"]),
+                                       b.vmath("SCALE", bitangent, scale=local.outputs["Y"])),
+                        b.vmath("SCALE", normal, scale=local.outputs["Z"]))
+        axes.append(b.vmath("SCALE", along, scale=k))
+    return axes
+
+
+def _blurred(b, axis, blur_variance):
+    """The axis lengthened so its variance grows by ``blur_variance``: a (1 + v / |a|^2)^0.5."""
+    length2 = b.vmath("DOT_PRODUCT", axis, axis)
+    grow = b.math("SQRT", b.math("ADD", 1.0, b.math("DIVIDE", blur_variance, b.math("MAXIMUM", length2, 1e-30))))
+    return b.vmath("SCALE", axis, scale=grow)
+
+
+def _camera(b):
+    """(location, forward) fields of the active camera in the splat object's space."""
     camera = b.node("GeometryNodeObjectInfo", transform_space="RELATIVE")
     b.link(b.node("GeometryNodeInputActiveCamera").outputs[0], camera, "Object")
-    position = b.node("GeometryNodeInputPosition").outputs[0]
-    rel = b.vmath("SUBTRACT", position, camera.outputs["Location"])
     forward = b.node("FunctionNodeRotateVector")
     forward.inputs["Vector"].default_value = (0.0, 0.0, -1.0)
     b.link(camera.outputs["Rotation"], forward, "Rotation")
-    depth = b.vmath("DOT_PRODUCT", rel, forward.outputs[0])
+    return camera.outputs["Location"], forward.outputs[0]
+
+
+def _blur_variance(b, mean, pixel_angle):
+    """v = EPS2D cos(a) (z pixel_angle)^2 at the posed mean (see the module docstring)."""
+    location, forward = _camera(b)
+    rel = b.vmath("SUBTRACT", mean, location)
+    depth = b.vmath("DOT_PRODUCT", rel, forward)
     footprint = b.math("MULTIPLY", depth, pixel_angle)
     # an isotropic 3D blur projects radially stretched by 1 / cos(off-axis angle): scaling
     # its variance by cos keeps the blurred footprint's area at the server's
     cos_off_axis = b.math("DIVIDE", depth, b.math("MAXIMUM", b.vmath("LENGTH", rel), 1e-12))
-    blur_variance = b.math("MULTIPLY", b.math("MULTIPLY", footprint, footprint),
-                           b.math("MULTIPLY", cos_off_axis, EPS2D))
-    scale = b.attribute(layout.ATTR_POSED_SCALE, "FLOAT_VECTOR")
-    blur = b.node("ShaderNodeCombineXYZ")
-    for axis in "XYZ":
-        b.link(blur_variance, blur, axis)
-    scale = b.vmath("POWER", b.vmath("ADD", b.vmath("MULTIPLY", scale, scale), blur.outputs[0]), (0.5,) * 3)
-    scale = b.vmath("MAXIMUM", scale, (MIN_SCALE,) * 3)
+    return b.math("MULTIPLY", b.math("MULTIPLY", footprint, footprint), b.math("MULTIPLY", cos_off_axis, EPS2D))
 
-    store = b.node("GeometryNodeStoreNamedAttribute", data_type="FLOAT_VECTOR", domain="POINT")
-    store.inputs["Name"].default_value = ATTR_VIEW_COLOR
-    b.link(geometry, store, "Geometry")
-    b.link(_srgb_to_linear(b, _view_colour(b, rel, sh_degree)), store, "Value")
 
+def gaussian_instances(b, points, frames, mean, *, pixel_angle, sh_degree, material):
+    """Instances of the Gaussian box on ``points`` (the splat points, not yet posed);
+    ``frames`` are the triangle-frame fields (geometry_nodes._triangle_frames) and ``mean``
+    the posed-mean field; -> the instances socket.
+
+    One field evaluation on the instances gives the whole transform [a0 a1 a2 | mean]
+    (a_i the posed, blurred axes: rotation times sigma), so the triangle frames are
+    sampled once; the box's own coordinates are then the whitened ones."""
     box = b.node("GeometryNodeMeshCube")
     box.inputs["Size"].default_value = (2 * EXTENT,) * 3
     box_material = b.node("GeometryNodeSetMaterial")
     b.link(box.outputs["Mesh"], box_material, "Geometry")
     b.link(material, box_material, "Material")
     instance = b.node("GeometryNodeInstanceOnPoints")
-    b.link(store.outputs[0], instance, "Points")
+    b.link(points, instance, "Points")
     b.link(box_material.outputs[0], instance, "Instance")
-    b.link(b.attribute(layout.ATTR_POSED_ROTATION, "QUATERNION"), instance, "Rotation")
-    b.link(scale, instance, "Scale")
-    return instance.outputs[0]
+
+    blur_variance = _blur_variance(b, mean, pixel_angle)
+    matrix = b.node("FunctionNodeCombineMatrix")
+    columns = [_blurred(b, axis, blur_variance) for axis in _posed_axes(b, frames)] + [mean]
+    for column, vector in enumerate(columns, start=1):
+        split = b.node("ShaderNodeSeparateXYZ")
+        b.link(vector, split, "Vector")
+        for row, name in enumerate("XYZ", start=1):
+            b.link(split.outputs[name], matrix, f"Column {column} Row {row}")
+        matrix.inputs[f"Column {column} Row 4"].default_value = 1.0 if column == 4 else 0.0
+    transform = b.node("GeometryNodeSetInstanceTransform")
+    b.link(instance.outputs[0], transform, "Instances")
+    b.link(matrix.outputs[0], transform, "Transform")
+
+    # the colour seen from the camera, at each instance's (posed) position
+    location, _ = _camera(b)
+    rel = b.vmath("SUBTRACT", b.node("GeometryNodeInputPosition").outputs[0], location)
+    store = b.node("GeometryNodeStoreNamedAttribute", data_type="FLOAT_VECTOR", domain="INSTANCE")
+    store.inputs["Name"].default_value = ATTR_VIEW_COLOR
+    b.link(transform.outputs[0], store, "Geometry")
+    b.link(_srgb_to_linear(b, _view_colour(b, rel, sh_degree)), store, "Value")
+    return store.outputs[0]
 
 
 def pixel_angle(fx_px: float) -> float:

@@ -19,8 +19,7 @@ Two ways to draw the posed splats (the Gaussians input):
 
 Inputs: the head mesh object, Density (level of detail: splats with ``hs_lod`` below it
 are kept), Point Size and Material (point preview), Orientation (also store the posed
-rotation and scale as ``hs_rotation`` / ``hs_scale`` on the points; the Gaussians always
-do), Gaussians, Gaussian Material, SH Degree (the avatar's, set at import) and Pixel
+rotation and scale as ``hs_rotation`` / ``hs_scale`` on the points), Gaussians, Gaussian Material, SH Degree (the avatar's, set at import) and Pixel
 Angle (1 / focal length in pixels of the scene camera, for the server's eps2d blur).
 One tree per .blend file, shared by every avatar (``ensure_pose_tree``).
 """
@@ -223,9 +222,8 @@ def build_pose_tree(name: str = TREE_NAME):
     b.link(_posed_means(b, frames), set_position, "Position")
 
     oriented = _store_orientation(b, set_position.outputs[0], frames)
-    with_orientation = b.math("MAXIMUM", group_in.outputs[INPUT_ORIENTATION], group_in.outputs[INPUT_GAUSSIANS])
     switch = b.node("GeometryNodeSwitch", input_type="GEOMETRY")
-    b.link(with_orientation, switch, "Switch")
+    b.link(group_in.outputs[INPUT_ORIENTATION], switch, "Switch")
     b.link(set_position.outputs[0], switch, "False")
     b.link(oriented, switch, "True")
 
@@ -239,7 +237,7 @@ def build_pose_tree(name: str = TREE_NAME):
     b.link(group_in.outputs[INPUT_MATERIAL], set_material, "Material")
 
     instances = gaussian_nodes.gaussian_instances(
-        b, switch.outputs[0], pixel_angle=group_in.outputs[INPUT_PIXEL_ANGLE],
+        b, delete.outputs[0], frames, _posed_means(b, frames), pixel_angle=group_in.outputs[INPUT_PIXEL_ANGLE],
         sh_degree=group_in.outputs[INPUT_SH_DEGREE], material=group_in.outputs[INPUT_GAUSSIAN_MATERIAL])
     drawn = b.node("GeometryNodeSwitch", input_type="GEOMETRY")
     b.link(group_in.outputs[INPUT_GAUSSIANS], drawn, "Switch")

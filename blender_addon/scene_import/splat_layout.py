@@ -44,11 +44,24 @@ ATTR_LOD = "hs_lod"
 # coefficients as one RGB vector per basis function (hs_sh_1..hs_sh_15, head space): the
 # true-splat tree adds the view-dependent terms from the camera direction.
 ATTR_RGB = "hs_rgb"
+# Each Gaussian's local rotation times its local scale, column i (triangle-local units):
+# the true splats pose these three axes with the triangle frame.
+ATTR_AXES = ("hs_axis_0", "hs_axis_1", "hs_axis_2")
 # Written by the posing tree on its output (evaluated geometry only).
 ATTR_POSED_ROTATION = "hs_rotation"
 ATTR_POSED_SCALE = "hs_scale"
 
 _H = camera_mod.HEAD_TO_BLENDER[:3, :3]
+
+
+def axis_attribute(i: int) -> str:
+    return ATTR_AXES[i]
+
+
+def local_axes(quats_local: np.ndarray, log_scales_local: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) float32: column i = local rotation's axis i times exp(log scale i)."""
+    return (rotations.quat_to_matrix(quats_local) * np.exp(log_scales_local.astype(np.float64))[:, None, :]
+            ).astype(np.float32)
 
 
 def sh_attribute(k: int) -> str:
@@ -148,6 +161,9 @@ def splat_points(splats: splat_format.LocalSplats, rest_vertices: np.ndarray, fa
     rgba = np.ones((splats.count, 4), np.float32)
     rgba[:, :3] = srgb_to_linear(splat_format.sh_dc_to_rgb(splats.sh_dc))
     attributes[ATTR_COLOR] = ("FLOAT_COLOR", rgba)
+    axes = local_axes(splats.quats_local, splats.log_scales_local)
+    for i, name in enumerate(ATTR_AXES):
+        attributes[name] = ("FLOAT_VECTOR", np.ascontiguousarray(axes[:, :, i]))
     attributes[ATTR_RGB] = ("FLOAT_VECTOR", (splat_format.SH_C0 * splats.sh_dc + 0.5).astype(np.float32))
     for k in range(1, splats.sh_rest.shape[1] + 1):
         attributes[sh_attribute(k)] = ("FLOAT_VECTOR", np.ascontiguousarray(splats.sh_rest[:, k - 1], np.float32))
