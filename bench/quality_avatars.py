@@ -97,11 +97,13 @@ class CreatedAvatar:
 
 
 def create_avatar(client, name: str, image_bytes: bytes, *, preset: str, seed: int = 0, diffusion: str = "none",
-                  options: dict | None = None, log=print, on_progress=None) -> CreatedAvatar:
-    """Run ``avatar.create`` on one photo and fetch what the benchmarks read back.
+                  options: dict | None = None, log=print, on_progress=None,
+                  more_images: list[tuple[str, bytes]] = ()) -> CreatedAvatar:
+    """Run ``avatar.create`` on one photo (and ``more_images`` of the same person after it,
+    as (name, bytes); the first photo stays photo 0) and fetch what the benchmarks read back.
     ``on_progress`` also receives every job.progress event's params."""
-    params = {"images": [{"name": name, "data": image_bytes}], "preset": preset, "seed": seed, "name": name,
-              "diffusion": diffusion}
+    images = [{"name": name, "data": image_bytes}] + [{"name": n, "data": d} for n, d in more_images]
+    params = {"images": images, "preset": preset, "seed": seed, "name": name, "diffusion": diffusion}
     if options:
         params["options"] = dict(options)
     started = time.perf_counter()
@@ -133,9 +135,12 @@ class RenderedView:
 
 
 def render_views(client, avatar: CreatedAvatar, cameras: list[Camera], *, depth: bool = False,
-                 photo_index: int = 0) -> list[RenderedView]:
-    """Render the avatar in its fitted expression at each camera (one render.frames job)."""
-    params = {"avatar": avatar.avatar_id, "params": avatar.frame_params(len(cameras), photo_index),
+                 photo_index: int = 0, frame_params: dict[str, np.ndarray] | None = None) -> list[RenderedView]:
+    """Render the avatar at each camera (one render.frames job), in photo ``photo_index``'s
+    fitted expression or with ``frame_params`` (key -> (len(cameras), width) head parameters)."""
+    if frame_params is None:
+        frame_params = avatar.frame_params(len(cameras), photo_index)
+    params = {"avatar": avatar.avatar_id, "params": frame_params,
               "cameras": [c.to_wire() for c in cameras], "format": "png", "depth": depth}
     job = client.submit("render.frames", params)
     client.wait_job(job, timeout_s=3600)
