@@ -50,7 +50,8 @@ METHOD_PARAMS: dict[str, dict[str, Field]] = {
     "avatar.create": {
         "images": Field("list", items=NAMED_FILE), "video": NAMED_FILE, "name": Field("str"),
         "preset": Field("str"), "seed": Field("int"), "diffusion": Field("str"), "head_model": Field("str"),
-        "options": _map(iterations=Field("int"), image_size=Field("int")),
+        "options": _map(iterations=Field("int"), image_size=Field("int"), train_frames=Field("int"),
+                        holdout=Field("float")),
     },
     "motion.track": {"video": _map(True, name=Field("str"), data=Field("bytes", True)), "head_model": Field("str"),
                      "avatar": Field("avatar_id"), "max_frames": Field("int")},

@@ -56,7 +56,7 @@ def baselines(job: str, avatar: str) -> dict:
         "avatar.get": {"avatar": avatar, "include": ["note.txt"]}, "avatar.delete": {"avatar": "av_00000000zz"},
         "avatar.create": {"images": [{"name": "me.png", "data": png_bytes()}], "name": "me", "preset": "draft",
                           "seed": 1, "diffusion": "none", "head_model": "builtin",
-                          "options": {"iterations": 10, "image_size": 64}},
+                          "options": {"iterations": 10, "image_size": 64, "train_frames": 10, "holdout": 0.0}},
         "motion.track": {"video": {"name": "clip.mp4", "data": b"not really a video"}, "head_model": "builtin",
                          "max_frames": 5},
         "render.frames": {"avatar": avatar, "params": {"jaw_pose": np.zeros((2, 3), np.float32)},
