@@ -4,7 +4,9 @@ The stages, each in its own module: decode (decode.py) -> find faces at every sc
 (landmarker.py) -> pick the largest -> crop transform from its landmarks (align.py) ->
 resample (warp.py) -> landmarks again on the upright, well-framed crop (more accurate than
 the source pass; the mapped source landmarks are the fallback) -> visibility
-(visibility.py) -> matte (matte.py). The crop convention is in docs/preprocessing.md.
+(visibility.py) -> matte (matte.py) -> is it a person's face (person_check.py; animals are
+refused here, within a second, instead of after minutes of fitting and optimization).
+The crop convention is in docs/preprocessing.md.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from . import thread_cache
 from .align import DEFAULT_MARGIN, crop_to_source_transform
 from .decode import DEFAULT_MAX_PIXELS, decode_image_with_alpha
 from .landmarker import FaceDetection, FaceLandmarker, landmark_box
-from .matte import portrait_matte
+from .matte import portrait_matte, segment_person
+from .person_check import FaceEvidence, face_evidence, refuse_non_person
 from .visibility import landmark_visibility
 from .warp import crop_validity, transform_points, warp_to_crop
 
@@ -52,6 +55,8 @@ class PreparedPortrait:
     matte_source: "alpha" (the file's transparency) or "segmentation".
     landmarks_source: "crop" (detected on the crop) or "source" (mapped from the photo).
     face_score: detector confidence of the chosen face. margin: the framing used.
+    face_evidence: how much the face looks like a person's (person_check.py); None for a
+        portrait built by hand.
     """
 
     image: np.ndarray
@@ -69,6 +74,7 @@ class PreparedPortrait:
     landmarks_source: str = "crop"
     face_score: float = 0.0
     margin: float = DEFAULT_MARGIN
+    face_evidence: FaceEvidence | None = None
 
     def __post_init__(self) -> None:
         if self.valid is None:  # a portrait built by hand (tests, other tools): all real pixels
@@ -90,12 +96,15 @@ def no_face_error(name: str) -> UserError:
 
 
 def prepare_portrait(data: bytes, name: str, *, size: int = DEFAULT_SIZE, margin: float = DEFAULT_MARGIN,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> PreparedPortrait:
+                     max_pixels: int = DEFAULT_MAX_PIXELS, require_person: bool = True) -> PreparedPortrait:
     """Decode, find the largest face, align, matte and landmark one portrait file.
 
     data: the file's bytes (JPEG, PNG, WebP, ...). name: its file name, used in messages.
     size: crop side in pixels. margin: crop side in units of FFHQ's crop side (1.0 = FFHQ).
-    Raises UserError "bad_image" (unreadable/too large/too small) or "no_face".
+    require_person: refuse faces that do not look like a person's (an animal); False only
+    to measure the evidence (bench.face_evidence).
+    Raises UserError "bad_image" (unreadable/too large/too small) or "no_face" (no face, or
+    not a person's).
     """
     if size < 64:
         raise ValueError(f"crop size must be at least 64, got {size}")
@@ -121,6 +130,10 @@ def prepare_portrait(data: bytes, name: str, *, size: int = DEFAULT_SIZE, margin
         warnings.append(f"{name}: the face landmarks could not be refined on the aligned crop; using those found "
                         "on the full photo (slightly less precise).")
     matte = portrait_matte(crop_rgb, valid, thread_cache.portrait_segmenter(), alpha_crop=alpha_crop)
+    person = matte.coarse if matte.coarse is not None else segment_person(crop_rgb, thread_cache.portrait_segmenter())
+    evidence = face_evidence(crop_rgb, crop_landmarks, landmarks_source, person, thread_cache.face_cascades())
+    if require_person:
+        refuse_non_person(evidence, name)
     foreground = matte.coarse if matte.coarse is not None else alpha_crop
     mouth_y = float(crop_landmarks[[idx.MOUTH_LEFT_CORNER, idx.MOUTH_RIGHT_CORNER], 1].mean())
     if head_cut_off_length(foreground, valid, mouth_y) > CUT_OFF_FRACTION * size:
@@ -142,6 +155,7 @@ def prepare_portrait(data: bytes, name: str, *, size: int = DEFAULT_SIZE, margin
         landmarks_source=landmarks_source,
         face_score=face.score,
         margin=margin,
+        face_evidence=evidence,
     )
 
 

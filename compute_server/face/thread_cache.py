@@ -1,4 +1,4 @@
-"""One set of MediaPipe graphs per thread, reused across portraits.
+"""One set of MediaPipe graphs (and OpenCV face cascades) per thread, reused across portraits.
 
 Why: a graph costs a model load to create (~0.1-0.3 s each) and is not thread-safe, so the
 server's worker thread keeps its own set and reuses it for every portrait. Graphs are
@@ -15,6 +15,7 @@ from typing import Any
 
 from . import mediapipe_runtime as mp_runtime
 from .landmarker import FaceLandmarker
+from .person_check import FaceCascades
 
 _local = threading.local()
 _registry_lock = threading.Lock()
@@ -41,6 +42,11 @@ def still_image_landmarker() -> FaceLandmarker:
 def portrait_segmenter() -> mp_runtime.Solution:
     """This thread's selfie segmentation graph (general model)."""
     return _cached("portrait_segmenter", lambda: mp_runtime.selfie_segmentation(landscape=False))
+
+
+def face_cascades() -> FaceCascades:
+    """This thread's OpenCV face cascades (for person_check)."""
+    return _cached("face_cascades", FaceCascades)
 
 
 def close_thread_resources() -> None:
