@@ -67,14 +67,18 @@ def animate(imported, expression_names: list[str]) -> None:
             keys[name].keyframe_insert("value", frame=frame)
 
 
-def frame_times(scene, frames=range(1, 49), repeats: int = 2) -> list[float]:
+def frame_times(scene, frames=range(1, 49), repeats: int = 2, cpu_times: list | None = None) -> list[float]:
+    """Wall seconds of each ``frame_set``; ``cpu_times`` (if given) gets the process CPU
+    seconds of each, steadier than wall time on a shared machine."""
     scene.frame_set(1)
     times = []
     for _ in range(repeats):
         for frame in frames:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             scene.frame_set(frame)
             times.append(time.perf_counter() - start)
+            if cpu_times is not None:
+                cpu_times.append(time.process_time() - cpu)
     return times
 
 
@@ -90,7 +94,7 @@ def playback_table(rig: dict, counts: list[int]) -> None:
     print("\n(a) playback: depsgraph evaluation per frame change, built-in head "
           f"({len(rig['rest_vertices'])} vertices, {len(rig['expression_names'])} shape keys)")
     print(f"{'splats':>8} {'mode':>9} {'density':>8} {'drawn':>8} {'median ms':>10} {'p90 ms':>8} {'fps':>8} "
-          f"{'vs points':>9}")
+          f"{'cpu ms':>7} {'vs points (cpu)':>15}")
     for n in counts:
         bpy.ops.wm.read_homefile(use_empty=True)
         scene = bpy.context.scene
@@ -104,17 +108,19 @@ def playback_table(rig: dict, counts: list[int]) -> None:
             imported.splats.modifiers[0].show_viewport = label != "rig only"
             set_density(imported.splats, density if density > 0 else 1.0)
             set_gaussians(imported.splats, mode == "gaussians")
-            times = frame_times(scene)
-            median = statistics.median(times)
+            cpu_times: list[float] = []
+            times = frame_times(scene, cpu_times=cpu_times)
+            median, cpu = statistics.median(times), statistics.median(cpu_times)
             p90 = sorted(times)[int(0.9 * len(times))]
             drawn = 0 if label == "rig only" else int(round(n * density))
             ratio = ""
             if mode == "points":
-                points_median[density] = median
+                points_median[density] = (median, cpu)
             elif mode == "gaussians":
-                ratio = f"{median / points_median[density]:.2f}x"
+                wall_points, cpu_points = points_median[density]
+                ratio = f"{median / wall_points:.2f}x ({cpu / cpu_points:.2f}x)"
             print(f"{n if label != 'rig only' else 0:>8} {mode or '-':>9} {label:>8} {drawn:>8} {median * 1e3:>10.2f} "
-                  f"{p90 * 1e3:>8.2f} {1 / median:>8.0f} {ratio:>9}")
+                  f"{p90 * 1e3:>8.2f} {1 / median:>8.0f} {cpu * 1e3:>7.1f} {ratio:>15}")
 
 
 def eevee_table(rig: dict, counts: list[int], size: int = 512) -> None:
