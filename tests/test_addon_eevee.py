@@ -19,6 +19,9 @@ pytestmark = pytest.mark.blender
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Matrix  # noqa: E402
 
+from shared.rotations import quat_to_matrix  # noqa: E402
+from shared.splat_format import LocalSplats  # noqa: E402
+
 AGREEMENT_PSNR_DB = 28.0
 
 
@@ -176,3 +179,32 @@ def test_render_shot_eevee_mode_renders_the_frame_range(rig_root, avatar, tmp_pa
     assert np.abs(frames[1] - frames[0]).max() > 0.1  # the jaw opened between the frames
     _, splats = _children(rig_root)
     assert scene.render.engine == "CYCLES" and splats.hide_render  # the scene is as it was
+
+
+def test_gaussian_boxes_are_the_posed_gaussians(rig_root, avatar):
+    """Each instance transform is [R diag(scale) | mean] of shared.splat_format.pose_splats
+    on the evaluated head (no blur: Pixel Angle 0), so the material's box coordinates are
+    the Gaussian's whitened ones."""
+    _, rig = avatar
+    _pose_expression_and_jaw(rig_root, rig)
+    head, splats = _children(rig_root)
+    gn = bh.addon_module("scene_import.geometry_nodes")
+    gn.set_input(splats, gn.INPUT_PIXEL_ANGLE, 0.0)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    mesh = head.evaluated_get(depsgraph).to_mesh()
+    vertices = np.empty(3 * len(mesh.vertices), np.float32)
+    mesh.vertices.foreach_get("co", vertices)
+    head.evaluated_get(depsgraph).to_mesh_clear()
+    local = LocalSplats.from_arrays(dict(np.load(bh.shared_server().data_dir / "avatars" / rig_root[
+        "headsplat_avatar_id"] / "splats.npz")))
+    means, quats, scales = bh.addon_module("scene_import.splat_layout").posed_reference(
+        local, vertices.reshape(-1, 3).astype(np.float64), rig["faces"])
+    expected = quat_to_matrix(quats) * scales[:, None, :]
+    to_object = np.linalg.inv(np.array(splats.matrix_world))
+    got = np.array([to_object @ np.array(inst.matrix_world) for inst in depsgraph.object_instances
+                    if inst.is_instance and inst.parent is not None and inst.parent.original == splats])
+    assert len(got) == local.count
+    order = np.lexsort(got[:, :3, 3].T)  # instances and splats in the same order (by mean)
+    reference = np.lexsort(means.T)
+    np.testing.assert_allclose(got[order, :3, 3], means[reference], atol=2e-6)
+    np.testing.assert_allclose(got[order, :3, :3], expected[reference], atol=1e-6)
