@@ -18,7 +18,6 @@ import numpy as np
 from shared.camera import Camera
 
 from ..views.records import TrainingView
-from ..views.reprojection import reprojected_view
 from ..views.synthesis import Progress, SynthesisInput
 from .config import ModelConfig
 from .denoising import DenoiseJob, ViewDenoiser
@@ -80,10 +79,7 @@ class DiffusionSynthesizer:
     @staticmethod
     def _base_view(inp: SynthesisInput, target: ViewTarget, weight: float) -> TrainingView:
         if target.vertices is None:
-            return reprojected_view(inp.vertices, inp.faces, inp.vertex_colors, source_image=inp.image,
-                                    source_matte=inp.matte, source_camera=inp.camera, source_surface=inp.surface,
-                                    target_camera=target.camera, head_params=target.head_params, weight=weight,
-                                    name=target.name)
+            return inp.reprojected(target.camera, target.head_params, weight, name=target.name)
         return reprojected_variant_view(inp, target, weight)
 
     def _job(self, inp: SynthesisInput, views: list[TrainingView], denoiser: ViewDenoiser) -> DenoiseJob:

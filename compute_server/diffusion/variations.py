@@ -21,7 +21,6 @@ from shared.camera import Camera
 from ..render.normal_maps import vertex_normals
 from ..views.masks import novel_view_loss_mask
 from ..views.records import TrainingView
-from ..views.reprojection import reprojected_view
 from ..views.surface import render_surface, visible_in
 from ..views.synthesis import SynthesisInput
 
@@ -87,7 +86,7 @@ def expression_targets(head_model, inp: SynthesisInput, cameras: list[Camera],
 
 
 def reprojected_variant_view(inp: SynthesisInput, target: ViewTarget, weight: float) -> TrainingView:
-    """The baseline's novel view (``views.reprojection.reprojected_view``, whatever its
+    """The baseline's novel view (``SynthesisInput.reprojected``, whatever its
     policy) carried over to a mesh posed differently from the photo.
 
     The baseline paints the photo-pose mesh at ``target.camera``. Each pixel of the posed
@@ -99,9 +98,7 @@ def reprojected_variant_view(inp: SynthesisInput, target: ViewTarget, weight: fl
     """
     faces = inp.faces
     camera = target.camera
-    base = reprojected_view(inp.vertices, faces, inp.vertex_colors, source_image=inp.image, source_matte=inp.matte,
-                            source_camera=inp.camera, source_surface=inp.surface, target_camera=camera,
-                            head_params=target.head_params, weight=weight, name=target.name)
+    base = inp.reprojected(camera, target.head_params, weight, name=target.name)
     base_surface = render_surface(inp.vertices, faces, [camera])[0]
     photo_normals = vertex_normals(torch.as_tensor(inp.vertices, dtype=torch.float32),
                                    torch.as_tensor(faces, dtype=torch.long)).numpy()

@@ -24,6 +24,7 @@ from ..tracking.portrait_fit import fit_portraits
 from ..views.masks import head_region
 from ..views.reprojection import mirrored_view
 from ..views.records import TrainingView
+from ..views.scalp_texture import photo_scalp_texture
 from ..views.sampling import fixed_ring, head_centre
 from ..views.surface import render_surface
 from ..views.synthesis import ReprojectionSynthesizer, SynthesisInput
@@ -215,7 +216,10 @@ def _training_views(head_model, portraits, fit, preset, req, ctx, stages, servic
             main = SynthesisInput(image=portrait.image, matte=photo.mask, camera=camera, head_params=params,
                                   vertices=vertices, faces=faces, rest_vertices=rest, face_region=face_region,
                                   region_names=head_model.region_names, vertex_colors=colors, surface=surface,
-                                  expression_names=head_model.expression_names, seed=req.seed)
+                                  expression_names=head_model.expression_names, seed=req.seed,
+                                  scalp_texture=photo_scalp_texture(portrait.image, photo.mask, camera, surface,
+                                                                    vertices, faces, face_region,
+                                                                    head_model.region_names, req.seed))
     cameras = [c for _, _, c in fixed_ring(main.camera, head_centre(main.vertices),
                                            include_back=preset.include_back_views)]
     synthesizer = (ReprojectionSynthesizer() if req.diffusion == "none"

@@ -15,6 +15,7 @@ from shared.camera import Camera
 
 from .masks import novel_view_loss_mask
 from .records import TrainingView
+from .scalp_texture import ScalpTexture
 from .surface import SurfaceView, bilinear_sample, render_surface, visible_in
 from .vertex_colors import VertexColors
 
@@ -32,12 +33,15 @@ def _trusted_matte(matte: np.ndarray) -> np.ndarray:
 def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColors, *, source_image: np.ndarray,
                      source_matte: np.ndarray, source_camera: Camera, source_surface: SurfaceView,
                      target_camera: Camera, head_params: dict, weight: float, name: str = "",
-                     use_mirror: bool = True) -> TrainingView:
+                     use_mirror: bool = True, scalp_texture: ScalpTexture | None = None,
+                     scalp_faces: np.ndarray | None = None) -> TrainingView:
     """Paint the posed mesh (V, 3) as seen by ``target_camera`` from the source photo.
 
     The mesh must be posed as in the photo (the same vertices the source_surface was
     rendered from). Returns a TrainingView whose mask and loss_mask are the mesh's
-    coverage in the target view and whose ``known`` marks photo-derived pixels.
+    coverage in the target view and whose ``known`` marks photo-derived pixels. With a
+    ``scalp_texture`` and ``scalp_faces`` (F,) bool, scalp the photo cannot see gets that
+    texture instead of the smooth vertex colours.
     """
     target = render_surface(vertices, faces, [target_camera], vertex_attrs=colors.colors)[0]
     h, w = target.mask.shape
@@ -47,6 +51,9 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
     pts = target.points[ys, xs]
     nrm = target.normals_world[ys, xs]
     filled = target.attrs[ys, xs]
+    if scalp_texture is not None and scalp_faces is not None:
+        on_scalp = scalp_faces[target.face_ids[ys, xs]]
+        filled[on_scalp] = scalp_texture.colours(pts[on_scalp])
     colors_out = filled.copy()
     matte = _trusted_matte(source_matte)
     direct, px = visible_in(pts, nrm, source_camera, source_surface, min_facing=MIN_FACING)

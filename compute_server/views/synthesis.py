@@ -20,6 +20,7 @@ from shared.camera import Camera
 
 from .reprojection import reprojected_view
 from .records import TrainingView
+from .scalp_texture import ScalpTexture
 from .surface import SurfaceView
 from .vertex_colors import VertexColors
 
@@ -36,6 +37,7 @@ class SynthesisInput:
     the neutral mesh of this identity; face_region (F,), region_names: the model's regions.
     vertex_colors: the completed colours; surface: the photo camera's SurfaceView.
     expression_names: the head model's components. seed: for anything random.
+    scalp_texture: hair texture for the scalp the photo cannot see (None: smooth fill).
     """
 
     image: np.ndarray
@@ -51,6 +53,22 @@ class SynthesisInput:
     surface: SurfaceView
     expression_names: list[str]
     seed: int = 0
+    scalp_texture: ScalpTexture | None = None
+
+    def scalp_faces(self) -> np.ndarray | None:
+        """(F,) bool: the faces of the scalp region (None for a model without one)."""
+        if "scalp" not in self.region_names:
+            return None
+        return self.face_region == self.region_names.index("scalp")
+
+    def reprojected(self, camera: Camera, head_params: dict, weight: float, name: str = "") -> TrainingView:
+        """The no-diffusion view of this head from ``camera`` (the photo reprojected, its
+        mirror, the scalp texture, the completed colours): the ``none`` backend's view and
+        the starting image of every diffusion backend."""
+        return reprojected_view(self.vertices, self.faces, self.vertex_colors, source_image=self.image,
+                                source_matte=self.matte, source_camera=self.camera, source_surface=self.surface,
+                                target_camera=camera, head_params=head_params, weight=weight, name=name,
+                                scalp_texture=self.scalp_texture, scalp_faces=self.scalp_faces())
 
 
 class ViewSynthesizer(Protocol):
@@ -71,10 +89,7 @@ class ReprojectionSynthesizer:
                    progress: Progress | None = None) -> list[TrainingView]:
         views = []
         for i, camera in enumerate(cameras):
-            views.append(reprojected_view(
-                inp.vertices, inp.faces, inp.vertex_colors, source_image=inp.image, source_matte=inp.matte,
-                source_camera=inp.camera, source_surface=inp.surface, target_camera=camera,
-                head_params=inp.head_params, weight=weight, name=f"novel view {i}"))
+            views.append(inp.reprojected(camera, inp.head_params, weight, name=f"novel view {i}"))
             if progress:
                 progress((i + 1) / len(cameras), f"novel view {i + 1} of {len(cameras)}")
         return views

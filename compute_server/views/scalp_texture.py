@@ -1,0 +1,161 @@
+"""Hair texture for the part of the scalp a single photo cannot see.
+
+Without it the unseen scalp (the back and sides of the head) gets the smooth completed
+vertex colours: from behind, every avatar reads as a bald, skin-coloured mannequin. Here
+the unseen scalp is tiled with pieces of the hair the photo does show (exemplar-based
+texture synthesis on the surface):
+
+- the scalp is charted by longitude and latitude around the head's centre (metres along
+  the surface), and the chart is cut into square cells about a few centimetres wide;
+- each cell copies a piece of the photo around one seen scalp point, chosen at random
+  (seeded) among points whose whole neighbourhood the photo shows as scalp; the chart's
+  "down" maps to the photo's "down", so hair that falls in the photo falls on the back;
+- neighbouring cells blend over a narrow band so no cell border shows as a line.
+
+The texture is a function of the surface point alone, so every novel view (and the views
+on either side of a seam) gets the same colour for the same point: no ghosts, no seams.
+A bald head or a hat is copied just the same: the texture is whatever the photo shows on
+the scalp, never an assumed hair colour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from shared.camera import Camera
+
+from .surface import SurfaceView, bilinear_sample
+
+CELL_M = 0.03              # chart cell size (metres along the scalp): a few hair locks across
+MIN_CELL_M = 0.012         # smaller photos of the hair still give some texture, down to this
+BLEND_BAND = 0.25          # fraction of a cell over which neighbouring cells cross-fade
+MIN_SOURCE_FACING = 0.5    # cosine: copy only hair the photo sees well, not at grazing angles
+MIN_SOURCE_PIXELS = 64     # fewer usable hair pixels than this: no texture (smooth fill stays)
+
+
+@dataclass
+class ScalpTexture:
+    """Colours for head-space scalp points, copied from the photo's visible scalp.
+
+    centre: (3,) the chart's centre (head space, metres); radius_m: its sphere radius;
+    cell_m: chart cell size; sources_px: (K, 2) photo pixels usable as cell centres;
+    pixels_per_m: (K,) the photo's scale at each source; image: (H, W, 3) the photo.
+    """
+
+    centre: np.ndarray
+    radius_m: float
+    cell_m: float
+    sources_px: np.ndarray
+    pixels_per_m: np.ndarray
+    image: np.ndarray
+    seed: int = 0
+
+    def chart(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) head-space points -> (N, 2) chart coordinates in metres: (along the
+        latitude, up along the longitude). Longitude 0 is straight behind the head, so the
+        chart's one cut (longitude +-180 degrees) runs down the face, which the photo sees."""
+        d = points - self.centre
+        longitude = np.arctan2(d[:, 0], -d[:, 2])
+        latitude = np.arctan2(d[:, 1], np.hypot(d[:, 0], d[:, 2]))
+        return np.stack([longitude * self.radius_m, latitude * self.radius_m], axis=1)
+
+    def colours(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) colours in [0, 1] for head-space scalp points (N, 3).
+
+        Cells are laid like bricks (every other row shifted by half a cell) so that their
+        borders do not line up into a visible grid; each cell may also be mirrored
+        left-right, which doubles the variety of a small patch of visible hair."""
+        chart = self.chart(points) / self.cell_m
+        t_v = chart[:, 1] - 0.5
+        row0 = np.floor(t_v).astype(np.int64)
+        ramp_v = _cross_fade(t_v - row0)
+        out = np.zeros((len(points), 3), np.float64)
+        for d_row in (0, 1):
+            row = row0 + d_row
+            w_row = ramp_v if d_row else 1 - ramp_v
+            t_u = chart[:, 0] - 0.5 - 0.5 * (row & 1)                # brick offset of odd rows
+            col0 = np.floor(t_u).astype(np.int64)
+            ramp_u = _cross_fade(t_u - col0)
+            for d_col in (0, 1):
+                col = col0 + d_col
+                w = w_row * (ramp_u if d_col else 1 - ramp_u)
+                k, flip = self._source_of(np.stack([col, row], axis=1))
+                offset_m = np.stack([(t_u - col) * flip, t_v - row], axis=1) * self.cell_m
+                # chart up is the photo's up (image -y): hair that falls in the photo falls on the back
+                px = self.sources_px[k] + offset_m * np.array([1.0, -1.0]) * self.pixels_per_m[k, None]
+                out += w[:, None] * bilinear_sample(self.image, px)
+        return np.clip(out, 0.0, 1.0)
+
+    def _source_of(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Deterministic pseudo-random choices per cell (N, 2): a source index (N,) and a
+        horizontal flip (N,) of +-1."""
+        h = (cells[:, 0] * 73856093) ^ (cells[:, 1] * 19349663) ^ (self.seed * 83492791 + 0x5BD1E995)
+        h = (h ^ (h >> 13)) * 0x27D4EB2D
+        h ^= h >> 15
+        h = np.abs(h)
+        return h % len(self.sources_px), np.where((h >> 7) & 1, -1.0, 1.0)
+
+
+def _cross_fade(frac: np.ndarray) -> np.ndarray:
+    """Weight of the next cell for a fractional position (N,) between two cell centres:
+    0 or 1 except over a band of ``BLEND_BAND`` around the border, smooth inside it."""
+    ramp = np.clip((frac - 0.5) / BLEND_BAND + 0.5, 0.0, 1.0)
+    return ramp * ramp * (3 - 2 * ramp)
+
+
+def scalp_texture(image: np.ndarray, matte: np.ndarray, camera: Camera, surface: SurfaceView, faces_region: np.ndarray,
+                  scalp_region: int, centre: np.ndarray, radius_m: float, seed: int = 0) -> ScalpTexture | None:
+    """The texture of the scalp seen in a photo, or None where the photo shows too little.
+
+    image: (H, W, 3) the photo crop; matte: (H, W) its (trusted) foreground; camera and
+    surface: the photo's camera and SurfaceView of the posed mesh; faces_region: (F,)
+    region index per face; scalp_region: the scalp's index; centre (3,) and radius_m: the
+    chart sphere (the head's centre and mean scalp radius).
+    """
+    face_ids = surface.face_ids
+    on_scalp = surface.mask & (face_ids >= 0) & (faces_region[np.maximum(face_ids, 0)] == scalp_region)
+    to_camera = camera.position[None, None] - surface.points
+    to_camera /= np.maximum(np.linalg.norm(to_camera, axis=-1, keepdims=True), 1e-9)
+    facing = np.sum(to_camera * surface.normals_world, axis=-1)
+    usable = on_scalp & (matte > 0.5) & (facing > MIN_SOURCE_FACING)
+    cell_m = CELL_M
+    while cell_m >= MIN_CELL_M:
+        pixels_per_m = camera.fx / np.maximum(surface.depth, 1e-6)
+        # a source must have usable scalp all around it, as far as a cell's half-diagonal reaches
+        radius_px = int(np.ceil(0.75 * cell_m * float(np.median(pixels_per_m[usable])))) if usable.any() else 0
+        if radius_px <= 0:
+            return None
+        yy, xx = np.mgrid[-radius_px:radius_px + 1, -radius_px:radius_px + 1]
+        core = ndimage.binary_erosion(usable, structure=xx ** 2 + yy ** 2 <= radius_px ** 2)
+        if core.sum() >= MIN_SOURCE_PIXELS:
+            ys, xs = np.nonzero(core)
+            return ScalpTexture(centre=np.asarray(centre, np.float64), radius_m=float(radius_m), cell_m=cell_m,
+                                sources_px=np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float64),
+                                pixels_per_m=pixels_per_m[ys, xs].astype(np.float64),
+                                image=np.asarray(image, np.float32), seed=seed)
+        cell_m *= 0.7
+    return None
+
+
+def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares sphere through points (N, 3) -> (centre (3,), radius)."""
+    a = np.concatenate([2 * points, np.ones((len(points), 1))], axis=1)
+    b = np.sum(points ** 2, axis=1)
+    solution, *_ = np.linalg.lstsq(a, b, rcond=None)
+    centre = solution[:3]
+    return centre, float(np.sqrt(max(solution[3] + centre @ centre, 1e-12)))
+
+
+def photo_scalp_texture(image: np.ndarray, matte: np.ndarray, camera: Camera, surface: SurfaceView,
+                        vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarray, region_names: list[str],
+                        seed: int = 0) -> ScalpTexture | None:
+    """``scalp_texture`` for a posed mesh (V, 3) with faces (F, 3), charted on the sphere
+    that best fits its scalp; None for a model without a scalp region."""
+    if "scalp" not in region_names:
+        return None
+    scalp = region_names.index("scalp")
+    centre, radius = fit_sphere(vertices[np.unique(faces[face_region == scalp])])
+    return scalp_texture(image, matte, camera, surface, face_region, scalp, centre, radius, seed=seed)

@@ -1,0 +1,123 @@
+"""Hair texture for the unseen scalp: copied from what the photo shows on the scalp, the
+same colour for the same surface point in every view, and textured rather than smooth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from compute_server.head.model import HeadParams, load_head_model
+from compute_server.views.reprojection import reprojected_view
+from compute_server.views.sampling import head_centre
+from compute_server.views.scalp_texture import fit_sphere, photo_scalp_texture
+from compute_server.views.surface import render_surface
+from compute_server.views.vertex_colors import complete_vertex_colors
+from shared.camera import orbit_camera
+
+
+def local_std(gray: np.ndarray, mask: np.ndarray, size: int = 7) -> float:
+    """Mean standard deviation of luminance in size x size windows fully inside mask."""
+    from scipy import ndimage
+
+    mean = ndimage.uniform_filter(gray, size)
+    sq = ndimage.uniform_filter(gray * gray, size)
+    inside = ndimage.minimum_filter(mask.astype(np.uint8), size) > 0
+    return float(np.sqrt(np.maximum(sq - mean * mean, 0))[inside].mean())
+
+
+@pytest.fixture(scope="module")
+def head_photo():
+    """The built-in head seen from the front in a 'photo' whose scalp is a random hair-like
+    pattern (dark and light vertical streaks) and whose face is flat skin."""
+    model = load_head_model()
+    with torch.no_grad():
+        vertices = model(HeadParams.zeros(model, 1)).vertices[0].numpy().astype(np.float64)
+    faces = model.faces.numpy()
+    face_region = model.face_region.numpy()
+    scalp = model.region_names.index("scalp")
+    camera = orbit_camera(0, 10, 0.6, target=head_centre(vertices), width=192, height=192, fov_y_deg=25)
+    surface = render_surface(vertices, faces, [camera])[0]
+    rng = np.random.default_rng(0)
+    streaks = rng.uniform(0.1, 0.5, size=192)[None, :].repeat(192, axis=0)      # varies across x
+    photo = np.empty((192, 192, 3), np.float32)
+    photo[:] = (0.8, 0.6, 0.5)                                                 # skin
+    on_scalp = surface.mask & (face_region[np.maximum(surface.face_ids, 0)] == scalp)
+    photo[on_scalp] = np.stack([streaks, 0.8 * streaks, 0.6 * streaks], -1)[on_scalp]
+    return dict(model=model, vertices=vertices, faces=faces, face_region=face_region, camera=camera, surface=surface,
+                photo=photo, matte=surface.mask.astype(np.float32), on_scalp=on_scalp)
+
+
+def _texture(s, **kw):
+    return photo_scalp_texture(s["photo"], kw.get("matte", s["matte"]), s["camera"], s["surface"], s["vertices"],
+                               s["faces"], s["face_region"], s["model"].region_names, seed=kw.get("seed", 0))
+
+
+def test_sphere_fit_recovers_a_sphere():
+    rng = np.random.default_rng(1)
+    d = rng.normal(size=(500, 3))
+    points = np.array([0.01, 0.02, -0.03]) + 0.09 * d / np.linalg.norm(d, axis=1, keepdims=True)
+    centre, radius = fit_sphere(points)
+    np.testing.assert_allclose(centre, [0.01, 0.02, -0.03], atol=1e-9)
+    assert abs(radius - 0.09) < 1e-9
+
+
+def test_sources_are_scalp_pixels_of_the_photo(head_photo):
+    texture = _texture(head_photo)
+    assert texture is not None
+    px = texture.sources_px.astype(int)
+    assert head_photo["on_scalp"][px[:, 1], px[:, 0]].all()
+
+
+def test_no_texture_where_the_photo_shows_no_scalp(head_photo):
+    assert _texture(head_photo, matte=np.zeros_like(head_photo["matte"])) is None
+
+
+def test_back_of_the_head_is_textured_with_the_photos_hair(head_photo):
+    s = head_photo
+    texture = _texture(s)
+    back = orbit_camera(180, 0, 0.6, target=head_centre(s["vertices"]), width=192, height=192, fov_y_deg=25)
+    surface = render_surface(s["vertices"], s["faces"], [back])[0]
+    scalp = surface.mask & (s["face_region"][np.maximum(surface.face_ids, 0)] == s["model"].region_names.index("scalp"))
+    assert scalp.sum() > 2000
+    colours = texture.colours(surface.points[scalp])
+    # the photo's hair, not its skin: every colour lies on the streaks' colour line
+    np.testing.assert_allclose(colours[:, 1], 0.8 * colours[:, 0], atol=0.02)
+    assert colours[:, 0].max() <= 0.5 + 1e-6
+    # textured, like the photo's hair: local variation at least half of the photo's
+    image = np.ones((192, 192))
+    image[scalp] = colours.mean(axis=1)
+    photo_gray = s["photo"].mean(axis=2)
+    assert local_std(image, scalp) > 0.5 * local_std(photo_gray, s["on_scalp"])
+    # a function of the surface point: the same point has the same colour whenever asked
+    np.testing.assert_array_equal(texture.colours(surface.points[scalp][::-1]), colours[::-1])
+
+
+def test_a_different_seed_gives_a_different_but_equally_hairy_texture(head_photo):
+    s = head_photo
+    points = s["vertices"][np.unique(s["faces"][s["face_region"] == s["model"].region_names.index("scalp")])]
+    a, b = _texture(s, seed=0).colours(points), _texture(s, seed=1).colours(points)
+    assert np.abs(a - b).mean() > 0.01
+
+
+def test_novel_views_use_the_texture_on_the_unseen_scalp_only(head_photo):
+    s = head_photo
+    colours = complete_vertex_colors(s["vertices"], s["faces"], s["face_region"], s["model"].region_names,
+                                     s["vertices"], s["photo"], s["matte"], s["camera"], s["surface"])
+    back = orbit_camera(150, 0, 0.6, target=head_centre(s["vertices"]), width=192, height=192, fov_y_deg=25)
+    scalp_faces = s["face_region"] == s["model"].region_names.index("scalp")
+    common = dict(source_image=s["photo"], source_matte=s["matte"], source_camera=s["camera"],
+                  source_surface=s["surface"], target_camera=back, weight=0.3,
+                  head_params={k: np.zeros(w, np.float32) for k, w in (
+                      ("shape", s["model"].n_shape), ("expr", s["model"].n_expr), ("rotation", 3), ("neck_pose", 3),
+                      ("jaw_pose", 3), ("eyes_pose", 6), ("translation", 3))})
+    smooth = reprojected_view(s["vertices"], s["faces"], colours, **common)
+    textured = reprojected_view(s["vertices"], s["faces"], colours, scalp_texture=_texture(s), scalp_faces=scalp_faces,
+                                **common)
+    surface = render_surface(s["vertices"], s["faces"], [back])[0]
+    scalp = surface.mask & scalp_faces[np.maximum(surface.face_ids, 0)]
+    unseen_scalp = scalp & (smooth.known < 0.5)
+    gray_s, gray_t = smooth.image.mean(axis=2), textured.image.mean(axis=2)
+    assert local_std(gray_t, unseen_scalp) > 2 * local_std(gray_s, unseen_scalp)
+    off_scalp = surface.mask & ~scalp
+    np.testing.assert_array_equal(textured.image[off_scalp], smooth.image[off_scalp])
