@@ -171,3 +171,33 @@ def test_cancel_during_optimization_takes_effect_within_a_second(client):
     while client.job_status(job).state.value != "cancelled":
         assert time.monotonic() - asked < 1.0
         time.sleep(0.02)
+
+
+def test_no_holes_at_any_yaw(pipeline_server, created):
+    """36 turntable views: no pixel inside the posed mesh's silhouette (less its 1 px rim)
+    has alpha below 0.5, ears and back of the head included."""
+    from bench.coverage import load_stored_avatar, turntable_coverage
+
+    avatar = load_stored_avatar(pipeline_server.config.data_dir, created["result"]["avatar"])
+    report = turntable_coverage(avatar, views=36, size=96)
+    assert min(report.mesh_pixels) > 1000
+    holes = {f"{y:.0f}": n for y, n in zip(report.yaws_deg, report.hole_pixels) if n}
+    assert not holes, f"hole pixels per yaw: {holes}; lowest alpha per yaw: {report.min_alpha}"
+
+
+def test_the_hole_check_sees_a_missing_ear(pipeline_server, created):
+    """The check above can fail: make the Gaussians bound to the ears transparent and the
+    side views have holes."""
+    import torch
+
+    from bench.coverage import load_stored_avatar, turntable_coverage
+
+    avatar = load_stored_avatar(pipeline_server.config.data_dir, created["result"]["avatar"])
+    head = avatar.head_model
+    ear_faces = torch.nonzero(head.face_region == head.region_names.index("ear")).flatten()
+    on_ear = torch.isin(avatar.splats.binding, ear_faces)
+    with torch.no_grad():
+        avatar.splats.params["opacities"][on_ear] = -20.0
+    report = turntable_coverage(avatar, views=8, size=96)
+    by_yaw = dict(zip(report.yaws_deg, report.hole_pixels))
+    assert by_yaw[90.0] > 20 and by_yaw[270.0] > 20
