@@ -16,6 +16,7 @@ from shared.camera import Camera
 from .masks import novel_view_loss_mask
 from .records import TrainingView
 from .scalp_texture import ScalpTexture
+from .shading import Shading, mirrored_normals
 from .surface import SurfaceView, bilinear_sample, render_surface, visible_in
 from .vertex_colors import VertexColors
 
@@ -34,14 +35,17 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
                      source_matte: np.ndarray, source_camera: Camera, source_surface: SurfaceView,
                      target_camera: Camera, head_params: dict, weight: float, name: str = "",
                      use_mirror: bool = True, scalp_texture: ScalpTexture | None = None,
-                     scalp_faces: np.ndarray | None = None) -> TrainingView:
+                     scalp_faces: np.ndarray | None = None, shading: Shading | None = None,
+                     relit_faces: np.ndarray | None = None) -> TrainingView:
     """Paint the posed mesh (V, 3) as seen by ``target_camera`` from the source photo.
 
     The mesh must be posed as in the photo (the same vertices the source_surface was
     rendered from). Returns a TrainingView whose mask and loss_mask are the mesh's
     coverage in the target view and whose ``known`` marks photo-derived pixels. With a
     ``scalp_texture`` and ``scalp_faces`` (F,) bool, scalp the photo cannot see gets that
-    texture instead of the smooth vertex colours.
+    texture instead of the smooth vertex colours. With the photo's ``shading`` and
+    ``relit_faces`` (F,) bool, colours copied from the mirror side onto those faces are
+    relit (see ``views.shading``).
     """
     target = render_surface(vertices, faces, [target_camera], vertex_attrs=colors.colors)[0]
     h, w = target.mask.shape
@@ -65,8 +69,13 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
         mirrored, mpx = visible_in(mirror_pts, mirror_nrm, source_camera, source_surface, min_facing=MIN_FACING)
         mirrored &= ~direct
         mirrored &= bilinear_sample(matte, mpx) > 0.5
-        colors_out[mirrored] = _blend_by_facing(bilinear_sample(source_image, mpx[mirrored]), filled[mirrored],
-                                                mirror_pts[mirrored], mirror_nrm[mirrored], source_camera)
+        mirror_rgb = bilinear_sample(source_image, mpx[mirrored])
+        if shading is not None and relit_faces is not None:
+            relit = relit_faces[target.face_ids[ys, xs][mirrored]]
+            ratio = shading.ratio(mirror_nrm[mirrored][relit], nrm[mirrored][relit])
+            mirror_rgb[relit] = np.clip(mirror_rgb[relit] * ratio, 0.0, 1.0)
+        colors_out[mirrored] = _blend_by_facing(mirror_rgb, filled[mirrored], mirror_pts[mirrored],
+                                                mirror_nrm[mirrored], source_camera)
         from_photo = direct | mirrored
     else:
         from_photo = direct
@@ -125,14 +134,24 @@ def mirror_head_params(params: dict, expression_names: list[str]) -> dict:
     return out
 
 
-def mirrored_view(view: TrainingView, expression_names: list[str], weight: float) -> TrainingView:
+def mirrored_view(view: TrainingView, expression_names: list[str], weight: float,
+                  shading: Shading | None = None, relit: np.ndarray | None = None) -> TrainingView:
     """The photo flipped left-right, seen by the mirrored camera: a second real-looking view
-    of a (nearly symmetric) head, which helps the side the photo shows less of."""
+    of a (nearly symmetric) head, which helps the side the photo shows less of. With the
+    photo's ``shading``, the pixels ``relit`` (H, W) bool (and with mesh normals) are relit
+    for the normal their colour lands on, so the lit cheek is not copied onto the
+    shadowed one."""
     flip = lambda a: None if a is None else np.ascontiguousarray(a[:, ::-1])  # noqa: E731
     normals = None
+    image = view.image
     if view.normals is not None:
         normals = flip(view.normals) * np.array([-1.0, 1.0, 1.0], dtype=np.float32)
-    return TrainingView(image=flip(view.image), mask=flip(view.mask), camera=mirror_camera(view.camera),
+        if shading is not None and relit is not None:
+            on_mesh = relit & (np.linalg.norm(view.normals, axis=-1) > 0.5)
+            n_world = view.normals[on_mesh] @ view.camera.world_to_camera[:3, :3]
+            image = image.copy()
+            image[on_mesh] = np.clip(image[on_mesh] * shading.ratio(n_world, mirrored_normals(n_world)), 0.0, 1.0)
+    return TrainingView(image=flip(image), mask=flip(view.mask), camera=mirror_camera(view.camera),
                         head_params=mirror_head_params(view.head_params, expression_names), weight=weight,
                         loss_mask=flip(view.loss_mask), normals=normals, known=flip(view.known), kind="mirror",
                         name=f"{view.name} (mirrored)")

@@ -34,6 +34,7 @@ MIN_CELL_M = 0.012         # smaller photos of the hair still give some texture,
 BLEND_BAND = 0.25          # fraction of a cell over which neighbouring cells cross-fade
 MIN_SOURCE_FACING = 0.5    # cosine: copy only hair the photo sees well, not at grazing angles
 MIN_SOURCE_PIXELS = 64     # fewer usable hair pixels than this: no texture (smooth fill stays)
+MIN_HAIR_FRACTION = 0.25   # of the seen scalp unlike the skin, for the texture to copy only that part
 
 
 @dataclass
@@ -121,6 +122,7 @@ def scalp_texture(image: np.ndarray, matte: np.ndarray, camera: Camera, surface:
     to_camera /= np.maximum(np.linalg.norm(to_camera, axis=-1, keepdims=True), 1e-9)
     facing = np.sum(to_camera * surface.normals_world, axis=-1)
     usable = on_scalp & (matte > 0.5) & (facing > MIN_SOURCE_FACING)
+    usable = _unlike_skin(image, usable, surface.mask & (matte > 0.5) & (facing > MIN_SOURCE_FACING) & ~on_scalp)
     cell_m = CELL_M
     while cell_m >= MIN_CELL_M:
         pixels_per_m = camera.fx / np.maximum(surface.depth, 1e-6)
@@ -138,6 +140,24 @@ def scalp_texture(image: np.ndarray, matte: np.ndarray, camera: Camera, surface:
                                 image=np.asarray(image, np.float32), seed=seed)
         cell_m *= 0.7
     return None
+
+
+def _unlike_skin(image: np.ndarray, scalp: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """The part of the seen scalp (H, W) bool whose colour is unlike the face's skin
+    (``skin`` (H, W) bool: the rest of the seen head).
+
+    The mesh's scalp reaches down to where a hairline usually is; on a high forehead or
+    hair pulled back, part of it is skin in the photo, and copying that onto the back of
+    the head gives a patchwork of hair and skin. A pixel is hair-like when its colour is
+    farther from the skin's median than most skin pixels are. Where too little of the
+    scalp is unlike skin (a bald head, a skin-coloured cap, very fair hair on fair skin),
+    the whole seen scalp stays usable: the back then looks like what the photo shows."""
+    if skin.sum() < MIN_SOURCE_PIXELS or scalp.sum() < MIN_SOURCE_PIXELS:
+        return scalp
+    median = np.median(image[skin], axis=0)
+    skin_spread = np.quantile(np.linalg.norm(image[skin] - median, axis=1), 0.8)
+    hair_like = scalp & (np.linalg.norm(image - median, axis=-1) > max(1.5 * skin_spread, 0.08))
+    return hair_like if hair_like.sum() >= MIN_HAIR_FRACTION * scalp.sum() else scalp
 
 
 def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:

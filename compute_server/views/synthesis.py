@@ -21,6 +21,7 @@ from shared.camera import Camera
 from .reprojection import reprojected_view
 from .records import TrainingView
 from .scalp_texture import ScalpTexture
+from .shading import Shading, relit_faces
 from .surface import SurfaceView
 from .vertex_colors import VertexColors
 
@@ -38,6 +39,7 @@ class SynthesisInput:
     vertex_colors: the completed colours; surface: the photo camera's SurfaceView.
     expression_names: the head model's components. seed: for anything random.
     scalp_texture: hair texture for the scalp the photo cannot see (None: smooth fill).
+    shading: the photo's low-frequency light, taken out of mirrored colours (None: kept).
     """
 
     image: np.ndarray
@@ -54,6 +56,7 @@ class SynthesisInput:
     expression_names: list[str]
     seed: int = 0
     scalp_texture: ScalpTexture | None = None
+    shading: Shading | None = None
 
     def scalp_faces(self) -> np.ndarray | None:
         """(F,) bool: the faces of the scalp region (None for a model without one)."""
@@ -68,7 +71,8 @@ class SynthesisInput:
         return reprojected_view(self.vertices, self.faces, self.vertex_colors, source_image=self.image,
                                 source_matte=self.matte, source_camera=self.camera, source_surface=self.surface,
                                 target_camera=camera, head_params=head_params, weight=weight, name=name,
-                                scalp_texture=self.scalp_texture, scalp_faces=self.scalp_faces())
+                                scalp_texture=self.scalp_texture, scalp_faces=self.scalp_faces(),
+                                shading=self.shading, relit_faces=relit_faces(self.face_region, self.region_names))
 
 
 class ViewSynthesizer(Protocol):

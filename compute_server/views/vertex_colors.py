@@ -22,6 +22,7 @@ from shared.camera import Camera
 
 from ..head.builtin.mesh_fields import harmonic
 from ..head.mesh_topology import vertex_adjacency
+from .shading import Shading, relit_faces
 from .surface import SurfaceView, bilinear_sample, render_surface, visible_in
 
 SEEN, MIRRORED, FILLED, DEFAULT, HAIR_TRANSFER = 0, 1, 2, 3, 4
@@ -122,9 +123,10 @@ def vertex_regions(faces: np.ndarray, face_region: np.ndarray, n_verts: int) -> 
 
 def complete_vertex_colors(vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarray, region_names: list[str],
                            rest_vertices: np.ndarray, image: np.ndarray, matte: np.ndarray, camera: Camera,
-                           surface: SurfaceView | None = None) -> VertexColors:
+                           surface: SurfaceView | None = None, shading: Shading | None = None) -> VertexColors:
     """Per-vertex colours of the posed mesh (V, 3) seen by ``camera`` in ``image`` (H, W, 3)
-    with foreground ``matte`` (H, W). ``rest_vertices`` (V, 3) define the mirror pairs."""
+    with foreground ``matte`` (H, W). ``rest_vertices`` (V, 3) define the mirror pairs.
+    ``shading`` (``views.shading.Shading``): relight colours copied from mirror partners."""
     n = len(vertices)
     if surface is None:
         surface = render_surface(vertices, faces, [camera])[0]
@@ -145,6 +147,11 @@ def complete_vertex_colors(vertices: np.ndarray, faces: np.ndarray, face_region:
     use_mirror = (~seen) & (partner >= 0)
     use_mirror &= seen[np.maximum(partner, 0)]
     colors[use_mirror] = colors[partner[use_mirror]]
+    if shading is not None:
+        relit = np.zeros(n, bool)
+        relit[faces[relit_faces(face_region, region_names)].ravel()] = True
+        relit &= use_mirror
+        colors[relit] *= shading.ratio(normals[partner[relit]], normals[relit])
     origin[use_mirror] = MIRRORED
 
     regions = vertex_regions(faces, face_region, n)
