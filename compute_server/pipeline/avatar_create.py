@@ -24,12 +24,10 @@ from ..tracking.portrait_fit import fit_portraits
 from ..views.masks import head_region
 from ..views.reprojection import mirrored_view
 from ..views.records import TrainingView
-from ..views.scalp_texture import photo_scalp_texture
-from ..views.shading import photo_shading, relit_faces
+from ..views.shading import relit_faces
 from ..views.sampling import fixed_ring, head_centre
 from ..views.surface import render_surface
-from ..views.synthesis import ReprojectionSynthesizer, SynthesisInput
-from ..views.vertex_colors import complete_vertex_colors
+from ..views.synthesis import ReprojectionSynthesizer, SynthesisInput, synthesis_input
 from .avatar_files import png_bytes, rig_arrays
 from .presets import PRESETS, preset as make_preset
 from .previews import contact_sheet, render_rgba
@@ -210,19 +208,13 @@ def _training_views(head_model, portraits, fit, preset, req, ctx, stages, servic
         photo = TrainingView(image=portrait.image, mask=portrait.matte * getattr(portrait, "valid", 1.0) * region,
                              camera=camera, head_params=params, weight=1.0,
                              normals=surface.normals_camera.astype(np.float32), kind="input", name=portrait.name)
-        shading = photo_shading(portrait.image, photo.mask, camera, surface, face_region, head_model.region_names)
-        relit = surface.mask & relit_faces(face_region, head_model.region_names)[np.maximum(surface.face_ids, 0)]
-        views += [photo, mirrored_view(photo, head_model.expression_names, preset.mirror_weight, shading, relit)]
         if main is None:
-            colors = complete_vertex_colors(vertices, faces, face_region, head_model.region_names, rest,
-                                            portrait.image, portrait.matte, camera, surface, shading)
-            main = SynthesisInput(image=portrait.image, matte=photo.mask, camera=camera, head_params=params,
-                                  vertices=vertices, faces=faces, rest_vertices=rest, face_region=face_region,
-                                  region_names=head_model.region_names, vertex_colors=colors, surface=surface,
-                                  expression_names=head_model.expression_names, seed=req.seed, shading=shading,
-                                  scalp_texture=photo_scalp_texture(portrait.image, photo.mask, camera, surface,
-                                                                    vertices, faces, face_region,
-                                                                    head_model.region_names, req.seed))
+            main = synthesis_input(portrait.image, photo.mask, camera, params, vertices, rest, faces, face_region,
+                                   head_model.region_names, head_model.expression_names, seed=req.seed,
+                                   surface=surface, colour_matte=portrait.matte)
+        relit = surface.mask & relit_faces(face_region, head_model.region_names)[np.maximum(surface.face_ids, 0)]
+        views += [photo, mirrored_view(photo, head_model.expression_names, preset.mirror_weight,
+                                       main.shading if i == 0 else None, relit)]
     cameras = [c for _, _, c in fixed_ring(main.camera, head_centre(main.vertices),
                                            include_back=preset.include_back_views)]
     synthesizer = (ReprojectionSynthesizer() if req.diffusion == "none"

@@ -42,8 +42,7 @@ from ..views.masks import head_region
 from ..views.records import TrainingView
 from ..views.sampling import fixed_ring, head_centre
 from ..views.surface import render_surface
-from ..views.synthesis import ReprojectionSynthesizer, SynthesisInput
-from ..views.vertex_colors import complete_vertex_colors
+from ..views.synthesis import ReprojectionSynthesizer, SynthesisInput, synthesis_input
 
 CLIP_STAGES = (("track", 0.0, 0.3), ("frames", 0.3, 0.36), ("views", 0.36, 0.4), ("optimize", 0.4, 0.97),
                ("save", 0.97, 1.0))
@@ -324,13 +323,8 @@ def completion_views(head_model, frames: ClipFrames, preset, req, ctx, stages, s
             batch[key][1] = 0.0
         posed = head_model(HeadParams.from_numpy(batch, device=head_model.faces.device)).vertices.cpu().numpy()
     vertices, rest = posed[0].astype(np.float64), posed[1].astype(np.float64)
-    surface = render_surface(vertices, faces, [photo.camera])[0]
-    colors = complete_vertex_colors(vertices, faces, face_region, head_model.region_names, rest, photo.image,
-                                    photo.mask, photo.camera, surface)
-    main = SynthesisInput(image=photo.image, matte=photo.mask, camera=photo.camera, head_params=params,
-                          vertices=vertices, faces=faces, rest_vertices=rest, face_region=face_region,
-                          region_names=head_model.region_names, vertex_colors=colors, surface=surface,
-                          expression_names=head_model.expression_names, seed=req.seed)
+    main = synthesis_input(photo.image, photo.mask, photo.camera, params, vertices, rest, faces, face_region,
+                           head_model.region_names, head_model.expression_names, seed=req.seed)
     cameras = [c for _, _, c in fixed_ring(main.camera, head_centre(vertices), include_back=preset.include_back_views)]
     synthesizer = (ReprojectionSynthesizer() if req.diffusion == "none"
                    else services.diffusion_synthesizer(req.diffusion, ctx.device))

@@ -20,10 +20,10 @@ from shared.camera import Camera
 
 from .reprojection import reprojected_view
 from .records import TrainingView
-from .scalp_texture import ScalpTexture
-from .shading import Shading, relit_faces
-from .surface import SurfaceView
-from .vertex_colors import VertexColors
+from .scalp_texture import ScalpTexture, photo_scalp_texture
+from .shading import Shading, photo_shading, relit_faces
+from .surface import SurfaceView, render_surface
+from .vertex_colors import VertexColors, complete_vertex_colors
 
 Progress = Callable[[float, str], None]
 
@@ -73,6 +73,26 @@ class SynthesisInput:
                                 target_camera=camera, head_params=head_params, weight=weight, name=name,
                                 scalp_texture=self.scalp_texture, scalp_faces=self.scalp_faces(),
                                 shading=self.shading, relit_faces=relit_faces(self.face_region, self.region_names))
+
+
+def synthesis_input(image: np.ndarray, matte: np.ndarray, camera: Camera, head_params: dict, vertices: np.ndarray,
+                    rest_vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarray, region_names: list[str],
+                    expression_names: list[str], *, seed: int = 0, surface: SurfaceView | None = None,
+                    colour_matte: np.ndarray | None = None) -> SynthesisInput:
+    """Everything the synthesizers use, from one photo of a fitted head: its light
+    (``views.shading``), the completed vertex colours (relit where mirrored), the hair
+    texture of its scalp. Arrays as in ``SynthesisInput``; ``colour_matte`` (H, W) is the
+    matte the vertex colours are sampled under (default ``matte``)."""
+    if surface is None:
+        surface = render_surface(vertices, faces, [camera])[0]
+    shading = photo_shading(image, matte, camera, surface, face_region, region_names)
+    colors = complete_vertex_colors(vertices, faces, face_region, region_names, rest_vertices, image,
+                                    matte if colour_matte is None else colour_matte, camera, surface, shading)
+    texture = photo_scalp_texture(image, matte, camera, surface, vertices, faces, face_region, region_names, seed)
+    return SynthesisInput(image=image, matte=matte, camera=camera, head_params=head_params, vertices=vertices,
+                          faces=faces, rest_vertices=rest_vertices, face_region=face_region,
+                          region_names=region_names, vertex_colors=colors, surface=surface,
+                          expression_names=expression_names, seed=seed, scalp_texture=texture, shading=shading)
 
 
 class ViewSynthesizer(Protocol):
