@@ -60,7 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--holdout", type=float, default=0.0,
                    help="evaluate only the last fraction F of each clip; the avatar is made from frames before it")
     p.add_argument("--train-on", default="frame", choices=TRAIN_ON + tuple(NOT_YET),
-                   help="what the avatar is made from: the source frame (default) or it and 3 more frames")
+                   help="what the avatar is made from: the source frame (default), it and 3 more frames, or the "
+                        "whole clip before the held-out tail (video; the server picks the frames and the source)")
     p.add_argument("--iterations", type=int, help="override the preset's optimization iterations (quick runs)")
     p.add_argument("--max-frames", type=int, help="use only the first N frames of each clip (quick runs)")
     p.add_argument("--seed", type=int, default=0)
@@ -70,6 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(NOT_YET[args.train_on])
     if not 0.0 <= args.holdout < 1.0:
         p.error("--holdout must be in [0, 1)")
+    if args.train_on == "video" and args.max_frames:
+        p.error("--max-frames does not apply to --train-on video (the server tracks the whole clip)")
     if args.stride < 1:
         p.error("--stride must be at least 1")
     if args.source != "best" and not args.source.isdigit():
@@ -187,17 +190,25 @@ def score_clip(plan: ClipPlan, decoded: dict, renders: list[np.ndarray], head_mo
 
 def run_clip(client, path: Path, head_model, args, lpips_fn, log=print) -> tuple[dict, list[FrameScore]]:
     """Track, make the avatar, drive and score one clip -> (its JSON entry, frame scores)."""
-    from bench.reenact_avatar import driven_params, make_avatar
+    from bench.reenact_avatar import driven_params, make_avatar, make_video_avatar, video_source_frame
     from bench.reenact_clip import read_frames
     from bench.reenact_protocol import strip_frames
 
-    plan = plan_clip(path, head_model, args, log)
+    options = {"iterations": args.iterations} if args.iterations else None
+    if args.train_on == "video":  # the server picks the frames; its photo 0 becomes the source
+        avatar = make_video_avatar(client, path, holdout=args.holdout, preset=args.preset, seed=args.seed,
+                                   diffusion=args.diffusion, options=options, log=log)
+        source_args = argparse.Namespace(**{**vars(args), "source": str(video_source_frame(avatar))})
+        plan = plan_clip(path, head_model, source_args, log)
+        plan.train = list(avatar.result["clip"]["train_frame_indices"])
+    else:
+        plan = plan_clip(path, head_model, args, log)
     clip = plan.clip
-    decoded = read_frames(str(path), set(plan.train) | set(plan.crops),
+    decoded = read_frames(str(path), (set(plan.train) if args.train_on != "video" else set()) | set(plan.crops),
                           crops={int(f): plan.crops[int(f)] for f in plan.frames})
-    avatar = make_avatar(client, clip.name, plan.train, {f: decoded[f][0] for f in plan.train}, preset=args.preset,
-                         seed=args.seed, diffusion=args.diffusion,
-                         options={"iterations": args.iterations} if args.iterations else None, log=log)
+    if args.train_on != "video":
+        avatar = make_avatar(client, clip.name, plan.train, {f: decoded[f][0] for f in plan.train},
+                             preset=args.preset, seed=args.seed, diffusion=args.diffusion, options=options, log=log)
     log(f"  avatar {avatar.avatar_id} in {avatar.seconds:.0f} s ({avatar.result['splats']} Gaussians, input view "
         f"{avatar.result['metrics'].get('input_psnr_db', float('nan')):.2f} dB)")
     started = time.perf_counter()
@@ -212,7 +223,9 @@ def run_clip(client, path: Path, head_model, args, lpips_fn, log=print) -> tuple
                          score_s=round(time.perf_counter() - started - render_s, 1), track_s=round(clip.seconds, 1),
                          track_cached=clip.cached, tracking_median_error_px=float(np.nanmedian(clip.frame_error_px)),
                          input_psnr_db=avatar.result["metrics"].get("input_psnr_db"), splats=avatar.result["splats"],
-                         warnings=clip.warnings + list(avatar.result.get("warnings", [])))
+                         warnings=clip.warnings + list(avatar.result.get("warnings", [])),
+                         **({"server_split": avatar.result["split"],
+                             "server_heldout": avatar.result["clip"].get("heldout")} if args.train_on == "video" else {}))
     if args.images:
         index = {int(f): i for i, f in enumerate(plan.frames)}
         chosen = strip_frames(plan.frames, plan.yaw_diff, plan.jaw_open)

@@ -5,8 +5,10 @@ avatar is driven: the one seam where a way of making the avatar plugs in.
 - ``frames4``: the source frame and three more spread over the training part of the clip,
   as photos of one person (what ``avatar.create`` does with a video today, but restricted
   to the training frames so ``--holdout`` stays honest).
-- ``video`` (issue 12, whole-clip training): not built yet; a new entry in TRAIN_ON and a
-  branch in ``make_avatar`` that sends the training frames' span of the clip.
+- ``video`` (issue 12, whole-clip training): the clip itself, with ``options.holdout`` so
+  the server trains only on frames before the held-out tail (``make_video_avatar``). The
+  server picks its frames; its photo 0 is its most frontal training frame
+  (``video_source_frame``), which becomes the source for driving.
 
 Every mode returns a ``CreatedAvatar`` whose photo 0 is the source frame, so the driven
 cameras and parameters below are the same for all of them.
@@ -20,8 +22,8 @@ import numpy as np
 
 from bench.reenact_protocol import spread_frames
 
-TRAIN_ON = ("frame", "frames4")
-NOT_YET = {"video": "whole-clip training is issue 12's work; --train-on video is not implemented yet"}
+TRAIN_ON = ("frame", "frames4", "video")
+NOT_YET: dict[str, str] = {}
 DRIVEN_KEYS = ("expr", "jaw_pose", "eyes_pose", "neck_pose")
 
 
@@ -33,6 +35,8 @@ def training_frames(mode: str, source: int, found: np.ndarray, stop: int) -> lis
     if mode == "frames4":
         others = np.flatnonzero(np.asarray(found[:stop], dtype=bool))
         return [source] + spread_frames(others[others != source], 3)
+    if mode == "video":  # the server chooses; replaced by the avatar's frames once it is made
+        return [source]
     raise ValueError(NOT_YET.get(mode, f"unknown --train-on {mode!r}; use one of {', '.join(TRAIN_ON)}"))
 
 
@@ -53,6 +57,38 @@ def make_avatar(client, clip_name: str, frames: list[int], images: dict[int, np.
     named = [(f"{clip_name}_frame{f:05d}.png", png_bytes(images[f])) for f in frames]
     return create_avatar(client, named[0][0], named[0][1], more_images=named[1:], preset=preset, seed=seed,
                          diffusion=diffusion, options=options, log=log)
+
+
+def make_video_avatar(client, path, *, holdout: float, preset: str, seed: int, diffusion: str,
+                      options: dict | None, log=print):
+    """``avatar.create`` on the clip file itself (whole-clip training, ``holdout`` kept out)
+    -> bench.quality_avatars.CreatedAvatar (photo 0: the server's most frontal frame)."""
+    import time
+
+    from bench.quality_avatars import CreatedAvatar
+
+    params = {"video": {"name": path.name, "data": path.read_bytes()}, "preset": preset, "seed": seed,
+              "name": path.stem, "diffusion": diffusion, "options": {**(options or {}), "holdout": holdout}}
+    started = time.perf_counter()
+    last = [0.0]
+
+    def progress(event: dict) -> None:
+        if time.perf_counter() - last[0] > 30:
+            last[0] = time.perf_counter()
+            log(f"  {path.name} [video]: {100 * event.get('fraction', 0):.0f}% {event.get('message', '')}")
+
+    result = client.wait_job(client.submit("avatar.create", params), on_progress=progress, timeout_s=24 * 3600)
+    seconds = time.perf_counter() - started
+    avatar = client.get_avatar(result["avatar"], include=["rig.npz", "fit.npz"])
+    arrays = avatar["arrays"]
+    return CreatedAvatar(result["avatar"], result, seconds, avatar["metadata"],
+                         {k: np.array(v) for k, v in arrays["rig"].items()},
+                         {k: np.array(v) for k, v in arrays["fit"].items()})
+
+
+def video_source_frame(avatar) -> int:
+    """The clip frame of a video avatar's photo 0 (its sources are named '<clip> frame N')."""
+    return int(avatar.metadata["sources"][0]["name"].rsplit(" frame ", 1)[1])
 
 
 def driven_params(avatar_fit: dict, motion, frames, source: int) -> dict[str, np.ndarray]:

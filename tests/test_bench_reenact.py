@@ -66,8 +66,18 @@ def test_training_frames_source_first_and_inside_the_training_part():
     frames = training_frames("frames4", 7, found, 80)
     assert frames[0] == 7 and len(frames) == 4 and len(set(frames)) == 4
     assert all(f < 80 and found[f] for f in frames)
-    with pytest.raises(ValueError, match="issue 12"):
-        training_frames("video", 7, found, 80)
+    assert training_frames("video", 7, found, 80) == [7]  # the server picks; the avatar's frames replace it
+    with pytest.raises(ValueError, match="unknown"):
+        training_frames("frames8", 7, found, 80)
+
+
+def test_a_video_avatars_source_is_its_photo_0():
+    from types import SimpleNamespace
+
+    from bench.reenact_avatar import video_source_frame
+
+    avatar = SimpleNamespace(metadata={"sources": [{"name": "my clip.mp4 frame 42"}, {"name": "my clip.mp4 frame 3"}]})
+    assert video_source_frame(avatar) == 42
 
 
 def test_strip_frames_hold_the_largest_yaw_and_widest_mouth():
