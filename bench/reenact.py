@@ -133,7 +133,8 @@ def plan_clip(path: Path, head_model, args, log=print) -> ClipPlan:
     split = training_stop(clip.n_frames, args.holdout)
     source = choose_source(args.source, clip.found, clip.frame_error_px, source_cost(m.rotation, m.jaw_pose, m.expr),
                            split)
-    frames = evaluation_frames(clip.found, args.stride, source, args.holdout)
+    train = training_frames(args.train_on, source, clip.found, split)
+    frames = evaluation_frames(clip.found, args.stride, train, args.holdout)
     if frames.size == 0:
         raise ValueError(f"no frame to drive (stride {args.stride}, holdout {args.holdout}, "
                          f"{int(clip.found.sum())} of {clip.n_frames} frames with a face)")
@@ -141,7 +142,7 @@ def plan_clip(path: Path, head_model, args, log=print) -> ClipPlan:
     placed = place_head(clip, head_model, np.concatenate([[source], frames]))
     crops = {int(f): crop_matrix(*head_crop_box(clip.camera.project(vertices)[:, :2]))
              for f, vertices in zip(placed.frames, placed.vertices_world)}
-    plan = ClipPlan(clip, source, split, training_frames(args.train_on, source, clip.found, split), frames,
+    plan = ClipPlan(clip, source, split, train, frames,
                     (yaw[frames] - yaw[source] + 180.0) % 360.0 - 180.0, jaw_opening_rad(m.jaw_pose)[frames],
                     placed, crops)
     log(f"  {clip.n_frames} frames, source frame {source} (yaw {yaw[source]:+.1f} deg), training frames "
@@ -158,10 +159,10 @@ def driven_cameras(plan: ClipPlan, avatar) -> list:
                         plan.crops[int(f)]) for i, f in enumerate(plan.frames)]
 
 
-def score_clip(plan: ClipPlan, decoded: dict, renders: list[np.ndarray], head_model, lpips_fn,
-               log=print) -> tuple[list[FrameScore], dict]:
-    """-> (a FrameScore per driven frame, {frame: HeadPair}). ``decoded`` holds the driven
-    frames' crops and the source's full frame (``read_frames``)."""
+def score_clip(plan: ClipPlan, source_image: np.ndarray, cropped: dict, renders: list[np.ndarray], head_model,
+               lpips_fn, log=print) -> tuple[list[FrameScore], dict]:
+    """-> (a FrameScore per driven frame, {frame: HeadPair}). source_image: the source's full
+    (H, W, 3) uint8 frame; cropped: the driven frames' crops and validity (``read_frames``)."""
     from bench.reenact_clip import CROP_SIZE, crop_camera, head_region_mask
     from bench.reenact_score import FrameScorer, head_pair, real_matte
     from compute_server.face.warp import crop_validity, warp_to_crop
@@ -175,14 +176,14 @@ def score_clip(plan: ClipPlan, decoded: dict, renders: list[np.ndarray], head_mo
         return head_pair(crop_rgb, real_matte(crop_rgb, valid), valid, region, render)
 
     matrix = plan.crops[plan.source]
-    source = pair_of(0, warp_to_crop(decoded[plan.source][0], matrix, CROP_SIZE, border="replicate"),
+    source = pair_of(0, warp_to_crop(source_image, matrix, CROP_SIZE, border="replicate"),
                      crop_validity(clip.frame_size, matrix, CROP_SIZE), np.zeros((CROP_SIZE, CROP_SIZE, 4)))
     scores, pairs = [], {}
     with FrameScorer(source.real, lpips_fn) as scorer:
         if scorer.source_descriptor is None:
             log("  dlib finds no face in the source frame: identity distance n/a for this clip")
         for i, f in enumerate(plan.frames):
-            pair = pair_of(i + 1, *decoded[int(f)], renders[i])
+            pair = pair_of(i + 1, *cropped[int(f)], renders[i])
             scores.append(scorer.score(int(f), plan.yaw_diff[i], plan.jaw_open[i], pair))
             pairs[int(f)] = pair
     return scores, pairs
@@ -204,10 +205,10 @@ def run_clip(client, path: Path, head_model, args, lpips_fn, log=print) -> tuple
     else:
         plan = plan_clip(path, head_model, args, log)
     clip = plan.clip
-    decoded = read_frames(str(path), (set(plan.train) if args.train_on != "video" else set()) | set(plan.crops),
-                          crops={int(f): plan.crops[int(f)] for f in plan.frames})
+    full, cropped = read_frames(str(path), {plan.source} | (set(plan.train) if args.train_on != "video" else set()),
+                                {int(f): plan.crops[int(f)] for f in plan.frames})
     if args.train_on != "video":
-        avatar = make_avatar(client, clip.name, plan.train, {f: decoded[f][0] for f in plan.train},
+        avatar = make_avatar(client, clip.name, plan.train, full,
                              preset=args.preset, seed=args.seed, diffusion=args.diffusion, options=options, log=log)
     log(f"  avatar {avatar.avatar_id} in {avatar.seconds:.0f} s ({avatar.result['splats']} Gaussians, input view "
         f"{avatar.result['metrics'].get('input_psnr_db', float('nan')):.2f} dB)")
@@ -215,7 +216,7 @@ def run_clip(client, path: Path, head_model, args, lpips_fn, log=print) -> tuple
     renders = render_driven(client, avatar, driven_cameras(plan, avatar),
                             driven_params(avatar.fit, clip.motion, plan.frames, plan.source))
     render_s = time.perf_counter() - started
-    scores, pairs = score_clip(plan, decoded, renders, head_model, lpips_fn, log)
+    scores, pairs = score_clip(plan, full[plan.source], cropped, renders, head_model, lpips_fn, log)
     record = clip_record(clip.name, scores, n_frames=clip.n_frames, fps=clip.motion.fps,
                          frame_size=list(clip.frame_size), source_frame=plan.source, train_frames=plan.train,
                          split=plan.split, stride=args.stride, holdout=args.holdout, train_on=args.train_on,

@@ -32,9 +32,11 @@ def training_frames(mode: str, source: int, found: np.ndarray, stop: int) -> lis
     frame that is not training material (``reenact_protocol.training_stop``)."""
     if mode == "frame":
         return [source]
-    if mode == "frames4":
-        others = np.flatnonzero(np.asarray(found[:stop], dtype=bool))
-        return [source] + spread_frames(others[others != source], 3)
+    if mode == "frames4":  # four frames spread over the training part, the one nearest the source replaced by it
+        picks = spread_frames(np.flatnonzero(np.asarray(found[:stop], dtype=bool)), 4)
+        if source not in picks:
+            picks[int(np.argmin(np.abs(np.asarray(picks) - source)))] = source
+        return [source] + [f for f in picks if f != source]
     if mode == "video":  # the server chooses; replaced by the avatar's frames once it is made
         return [source]
     raise ValueError(NOT_YET.get(mode, f"unknown --train-on {mode!r}; use one of {', '.join(TRAIN_ON)}"))

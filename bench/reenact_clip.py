@@ -204,27 +204,27 @@ def head_region_mask(vertices_world: np.ndarray, camera: Camera, head_model, wor
 
 # ----------------------------------------------------------------------------- frames
 
-def read_frames(path: str, frames, crops: dict[int, np.ndarray] | None = None,
-                size: int = CROP_SIZE) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
-    """Decode ``frames`` of a video in one pass -> {frame: (image, valid)}: the full upright
-    (H, W, 3) uint8 frame and None, or, for frames with a matrix in ``crops``, the
-    (size, size, 3) uint8 crop and its (size, size) validity (the part inside the frame), so
-    only crops are held in memory."""
+def read_frames(path: str, full_frames, crops: dict[int, np.ndarray],
+                size: int = CROP_SIZE) -> tuple[dict[int, np.ndarray], dict[int, tuple[np.ndarray, np.ndarray]]]:
+    """Decode a video once -> ({frame: full upright (H, W, 3) uint8 image} for ``full_frames``,
+    {frame: ((size, size, 3) uint8 crop, (size, size) validity: the part inside the frame)}
+    for the frames with a crop matrix in ``crops``), so only crops of the driven frames are
+    held in memory."""
     from compute_server.face.video import iter_video_frames
     from compute_server.face.warp import crop_validity, warp_to_crop
 
-    wanted = set(int(f) for f in frames)
-    out: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
-    if not wanted:
-        return out
-    for frame in iter_video_frames(path, max_frames=max(wanted) + 1):
-        if frame.index not in wanted:
-            continue
-        matrix = (crops or {}).get(frame.index)
-        if matrix is None:
-            out[frame.index] = (frame.image, None)
-        else:
+    full_wanted = set(int(f) for f in full_frames)
+    full: dict[int, np.ndarray] = {}
+    cropped: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    last = max(full_wanted | set(crops), default=-1)
+    if last < 0:
+        return full, cropped
+    for frame in iter_video_frames(path, max_frames=last + 1):
+        if frame.index in full_wanted:
+            full[frame.index] = frame.image
+        matrix = crops.get(frame.index)
+        if matrix is not None:
             h, w = frame.image.shape[:2]
-            out[frame.index] = (warp_to_crop(frame.image, matrix, size, border="replicate"),
-                                crop_validity((w, h), matrix, size))
-    return out
+            cropped[frame.index] = (warp_to_crop(frame.image, matrix, size, border="replicate"),
+                                    crop_validity((w, h), matrix, size))
+    return full, cropped

@@ -73,16 +73,17 @@ def training_stop(n_frames: int, holdout: float) -> int:
     return int(min(max(1, round(n_frames * (1.0 - holdout))), n_frames - 1))
 
 
-def evaluation_frames(found: np.ndarray, stride: int, source: int, holdout: float = 0.0) -> np.ndarray:
+def evaluation_frames(found: np.ndarray, stride: int, exclude, holdout: float = 0.0) -> np.ndarray:
     """Driven frames: every ``stride``-th frame (from the held-out tail's start when
-    ``holdout`` > 0, else from 0), without the source frame and without frames where
-    tracking found no face (their parameters are interpolated guesses)."""
+    ``holdout`` > 0, else from 0), without the frames the avatar was made from (``exclude``:
+    the source, and the other training frames of ``--train-on frames4``) and without frames
+    where tracking found no face (their parameters are interpolated guesses)."""
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     found = np.asarray(found, dtype=bool)
     start = training_stop(len(found), holdout) if holdout else 0
     frames = np.arange(start, len(found), stride)
-    return frames[(frames != source) & found[frames]]
+    return frames[~np.isin(frames, np.atleast_1d(exclude)) & found[frames]]
 
 
 def source_cost(rotation_aa: np.ndarray, jaw_pose: np.ndarray, expr: np.ndarray) -> np.ndarray:

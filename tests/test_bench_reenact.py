@@ -35,10 +35,11 @@ def score(frame=0, yaw=0.0, jaw=0.0, psnr=20.0, ssim=0.8, identity=0.4) -> Frame
 def test_evaluation_frames_stride_source_missing_and_holdout():
     found = np.ones(20, bool)
     found[8] = False
-    assert evaluation_frames(found, 4, source=0).tolist() == [4, 12, 16]          # 0 is the source, 8 has no face
-    assert evaluation_frames(found, 4, source=5).tolist() == [0, 4, 12, 16]
+    assert evaluation_frames(found, 4, exclude=0).tolist() == [4, 12, 16]          # 0 is the source, 8 has no face
+    assert evaluation_frames(found, 4, exclude=5).tolist() == [0, 4, 12, 16]
+    assert evaluation_frames(found, 4, exclude=[0, 12, 13]).tolist() == [4, 16]   # every training frame is left out
     assert training_stop(20, 0.0) == 20 and training_stop(20, 0.2) == 16 and training_stop(3, 0.9) == 1
-    assert evaluation_frames(found, 2, source=0, holdout=0.2).tolist() == [16, 18]  # only the last 20 %
+    assert evaluation_frames(found, 2, exclude=0, holdout=0.2).tolist() == [16, 18]  # only the last 20 %
     with pytest.raises(ValueError):
         training_stop(10, 1.0)
 
@@ -66,6 +67,7 @@ def test_training_frames_source_first_and_inside_the_training_part():
     frames = training_frames("frames4", 7, found, 80)
     assert frames[0] == 7 and len(frames) == 4 and len(set(frames)) == 4
     assert all(f < 80 and found[f] for f in frames)
+    assert training_frames("frames4", 0, found, 80) == [0, 23, 46, 79]     # spread, not the source's neighbour
     assert training_frames("video", 7, found, 80) == [7]  # the server picks; the avatar's frames replace it
     with pytest.raises(ValueError, match="unknown"):
         training_frames("frames8", 7, found, 80)
@@ -203,8 +205,8 @@ def _ssim_pairs():
 
     astronaut = skimage.data.astronaut()[:256, 128:384].astype(np.float64) / 255.0
     blurred = ndimage.gaussian_filter(astronaut, sigma=(1.2, 1.2, 0))
-    frames = read_frames(str(CLIP), [0, 30])
-    return [(astronaut, blurred), (frames[0][0][128:384, 128:384] / 255.0, frames[30][0][128:384, 128:384] / 255.0)]
+    frames, _ = read_frames(str(CLIP), [0, 30], {})
+    return [(astronaut, blurred), (frames[0][128:384, 128:384] / 255.0, frames[30][128:384, 128:384] / 255.0)]
 
 
 def test_our_ssim_agrees_with_scikit_image_on_real_images():
