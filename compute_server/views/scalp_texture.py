@@ -116,13 +116,7 @@ def scalp_texture(image: np.ndarray, matte: np.ndarray, camera: Camera, surface:
     region index per face; scalp_region: the scalp's index; centre (3,) and radius_m: the
     chart sphere (the head's centre and mean scalp radius).
     """
-    face_ids = surface.face_ids
-    on_scalp = surface.mask & (face_ids >= 0) & (faces_region[np.maximum(face_ids, 0)] == scalp_region)
-    to_camera = camera.position[None, None] - surface.points
-    to_camera /= np.maximum(np.linalg.norm(to_camera, axis=-1, keepdims=True), 1e-9)
-    facing = np.sum(to_camera * surface.normals_world, axis=-1)
-    usable = on_scalp & (matte > 0.5) & (facing > MIN_SOURCE_FACING)
-    usable = _unlike_skin(image, usable, surface.mask & (matte > 0.5) & (facing > MIN_SOURCE_FACING) & ~on_scalp)
+    usable = visible_hair(image, matte, camera, surface, faces_region, scalp_region)
     cell_m = CELL_M
     while cell_m >= MIN_CELL_M:
         pixels_per_m = camera.fx / np.maximum(surface.depth, 1e-6)
@@ -140,6 +134,18 @@ def scalp_texture(image: np.ndarray, matte: np.ndarray, camera: Camera, surface:
                                 image=np.asarray(image, np.float32), seed=seed)
         cell_m *= 0.7
     return None
+
+
+def visible_hair(image: np.ndarray, matte: np.ndarray, camera: Camera, surface: SurfaceView,
+                 faces_region: np.ndarray, scalp_region: int) -> np.ndarray:
+    """(H, W) bool: the photo's pixels the texture may copy: scalp the photo sees well,
+    in the matte, and (where there is enough of it) unlike the skin."""
+    face_ids = surface.face_ids
+    on_scalp = surface.mask & (face_ids >= 0) & (faces_region[np.maximum(face_ids, 0)] == scalp_region)
+    to_camera = camera.position[None, None] - surface.points
+    to_camera /= np.maximum(np.linalg.norm(to_camera, axis=-1, keepdims=True), 1e-9)
+    well_seen = surface.mask & (matte > 0.5) & (np.sum(to_camera * surface.normals_world, axis=-1) > MIN_SOURCE_FACING)
+    return _unlike_skin(image, on_scalp & well_seen, well_seen & ~on_scalp)
 
 
 def _unlike_skin(image: np.ndarray, scalp: np.ndarray, skin: np.ndarray) -> np.ndarray:
