@@ -106,6 +106,12 @@ def create_avatar(client, name: str, image_bytes: bytes, *, preset: str, seed: i
     params = {"images": images, "preset": preset, "seed": seed, "name": name, "diffusion": diffusion}
     if options:
         params["options"] = dict(options)
+    return run_create(client, params, f"{name} [{diffusion}]", log=log, on_progress=on_progress)
+
+
+def run_create(client, params: dict, label: str, *, log=print, on_progress=None) -> CreatedAvatar:
+    """Submit ``avatar.create`` with ``params``, log its progress every 30 s under ``label``,
+    wait for it and fetch what the benchmarks read back (rig and fit arrays)."""
     started = time.perf_counter()
     last = [0.0]
 
@@ -114,7 +120,7 @@ def create_avatar(client, name: str, image_bytes: bytes, *, preset: str, seed: i
             on_progress(event)
         if time.perf_counter() - last[0] > 30:
             last[0] = time.perf_counter()
-            log(f"  {name} [{diffusion}]: {100 * event.get('fraction', 0):.0f}% {event.get('message', '')}")
+            log(f"  {label}: {100 * event.get('fraction', 0):.0f}% {event.get('message', '')}")
 
     result = client.wait_job(client.submit("avatar.create", params), on_progress=progress, timeout_s=24 * 3600)
     seconds = time.perf_counter() - started

@@ -65,27 +65,11 @@ def make_video_avatar(client, path, *, holdout: float, preset: str, seed: int, d
                       options: dict | None, log=print):
     """``avatar.create`` on the clip file itself (whole-clip training, ``holdout`` kept out)
     -> bench.quality_avatars.CreatedAvatar (photo 0: the server's most frontal frame)."""
-    import time
-
-    from bench.quality_avatars import CreatedAvatar
+    from bench.quality_avatars import run_create
 
     params = {"video": {"name": path.name, "data": path.read_bytes()}, "preset": preset, "seed": seed,
               "name": path.stem, "diffusion": diffusion, "options": {**(options or {}), "holdout": holdout}}
-    started = time.perf_counter()
-    last = [0.0]
-
-    def progress(event: dict) -> None:
-        if time.perf_counter() - last[0] > 30:
-            last[0] = time.perf_counter()
-            log(f"  {path.name} [video]: {100 * event.get('fraction', 0):.0f}% {event.get('message', '')}")
-
-    result = client.wait_job(client.submit("avatar.create", params), on_progress=progress, timeout_s=24 * 3600)
-    seconds = time.perf_counter() - started
-    avatar = client.get_avatar(result["avatar"], include=["rig.npz", "fit.npz"])
-    arrays = avatar["arrays"]
-    return CreatedAvatar(result["avatar"], result, seconds, avatar["metadata"],
-                         {k: np.array(v) for k, v in arrays["rig"].items()},
-                         {k: np.array(v) for k, v in arrays["fit"].items()})
+    return run_create(client, params, f"{path.name} [video]", log=log)
 
 
 def video_source_frame(avatar) -> int:
