@@ -108,9 +108,7 @@ def test_novel_views_use_the_texture_on_the_unseen_scalp_only(head_photo):
     scalp_faces = s["face_region"] == s["model"].region_names.index("scalp")
     common = dict(source_image=s["photo"], source_matte=s["matte"], source_camera=s["camera"],
                   source_surface=s["surface"], target_camera=back, weight=0.3,
-                  head_params={k: np.zeros(w, np.float32) for k, w in (
-                      ("shape", s["model"].n_shape), ("expr", s["model"].n_expr), ("rotation", 3), ("neck_pose", 3),
-                      ("jaw_pose", 3), ("eyes_pose", 6), ("translation", 3))})
+                  head_params={k: v[0] for k, v in HeadParams.zeros(s["model"]).to_numpy().items()})
     smooth = reprojected_view(s["vertices"], s["faces"], colours, **common)
     textured = reprojected_view(s["vertices"], s["faces"], colours, scalp_texture=_texture(s), scalp_faces=scalp_faces,
                                 **common)

@@ -39,9 +39,7 @@ def lit_head():
     ys, xs = np.nonzero(surface.mask)
     pick = rng.choice(len(ys), size=len(ys) // 20, replace=False)
     image[ys[pick], xs[pick]] = (0.1, 0.08, 0.05)
-    params = {k: np.zeros(w, np.float32) for k, w in (("shape", model.n_shape), ("expr", model.n_expr),
-                                                      ("rotation", 3), ("neck_pose", 3), ("jaw_pose", 3),
-                                                      ("eyes_pose", 6), ("translation", 3))}
+    params = {k: v[0] for k, v in HeadParams.zeros(model).to_numpy().items()}
     return dict(model=model, faces=faces, camera=camera, surface=surface, image=image, albedo=albedo, params=params,
                 matte=surface.mask.astype(np.float32))
 

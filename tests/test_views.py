@@ -64,10 +64,7 @@ def test_mirror_partners_are_an_involution_on_the_symmetric_face(scene):
 
 def test_reprojection_matches_the_true_texture_where_the_photo_saw_it(scene):
     camera = orbit_camera(35, 10, 0.6, target=scene["centre"], width=192, height=192, fov_y_deg=25)
-    params = {k: np.zeros(w, np.float32) for k, w in (("shape", scene["model"].n_shape),
-                                                      ("expr", scene["model"].n_expr), ("rotation", 3),
-                                                      ("neck_pose", 3), ("jaw_pose", 3), ("eyes_pose", 6),
-                                                      ("translation", 3))}
+    params = {k: v[0] for k, v in HeadParams.zeros(scene["model"]).to_numpy().items()}
     view = reprojected_view(scene["vertices"], scene["faces"], _complete(scene), source_image=scene["photo"],
                             source_matte=scene["matte"], source_camera=scene["camera"],
                             source_surface=scene["surface"], target_camera=camera, head_params=params, weight=0.3,
