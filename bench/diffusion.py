@@ -91,8 +91,8 @@ def prior_overhead(models: DiffusionModels, head, inp, iterations: int, repeats:
     a refresh at every iteration so it dwarfs the noise of a shared machine, then spread
     over the refresh interval."""
     from compute_server.diffusion.prior import IterativeDenoisingPrior
-    from compute_server.splats.init import InitSettings, initialize_splats
-    from compute_server.splats.optimize import OptimizeSettings, optimize_splats
+    from compute_server.training.init import InitSettings, initialize_splats
+    from compute_server.training.optimize import OptimizeSettings, optimize_splats
     from compute_server.splats.strategy import BindingDensifyStrategy
     from compute_server.views.records import TrainingView
 

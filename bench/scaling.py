@@ -98,7 +98,7 @@ def load_scene(device: torch.device) -> Scene:
 
 
 def splats_on_head(scene: Scene, count: int, device: torch.device, sh_degree: int = 1):
-    from compute_server.splats.init import InitSettings, initialize_splats
+    from compute_server.training.init import InitSettings, initialize_splats
 
     hm = scene.head_model
     verts = scene.vertices.cpu().numpy().astype(np.float64)
@@ -139,7 +139,7 @@ def seconds_per_iteration(scene: Scene, count: int, size: int, device: torch.dev
     of N, as ``timeit`` advises: on a shared machine the slower ones measure the
     neighbours). iterations >= 12 (then the single interval 10 -> 11 is used)."""
     from compute_server.pipeline.presets import preset
-    from compute_server.splats.optimize import optimize_splats
+    from compute_server.training.optimize import optimize_splats
 
     if iterations < 12:
         raise ValueError("seconds_per_iteration needs at least 12 iterations (10 of warm-up)")

@@ -109,8 +109,8 @@ def test_disabled_prior_and_multiview_without_img2img(tmp_path, tiny):
 
 def test_optimizer_with_the_tiny_prior(models, request_and_scene):
     """optimize_splats calls the prior every refresh_every iterations and trains on its views."""
-    from compute_server.splats.init import InitSettings, initialize_splats
-    from compute_server.splats.optimize import OptimizeSettings, optimize_splats
+    from compute_server.training.init import InitSettings, initialize_splats
+    from compute_server.training.optimize import OptimizeSettings, optimize_splats
     from compute_server.splats.strategy import BindingDensifyStrategy
     from compute_server.views.records import TrainingView
 

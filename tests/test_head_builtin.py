@@ -11,7 +11,7 @@ import torch
 from compute_server.head import HeadParams, load_head_model
 from compute_server.head import mesh_checks as mc
 from compute_server.head import mesh_topology as mt
-from compute_server.head.builtin.symmetry import mirror_pairs
+from tools.head_builder.symmetry import mirror_pairs
 
 MM = 1e-3
 REQUIRED_EXPRESSIONS = {"blink_left", "blink_right", "eye_wide_left", "eye_wide_right", "squint_left", "squint_right",

@@ -1,7 +1,7 @@
 """The committed built-in head asset is what the generator produces today.
 
-If this fails after a deliberate change to ``compute_server/head/builtin``, regenerate the
-asset (``python -m compute_server.head.builtin.generate``) and the docs images
+If this fails after a deliberate change to ``tools/head_builder``, regenerate the
+asset (``python -m tools.head_builder.generate``) and the docs images
 (``python tools/render_head_docs.py``) and commit them together.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compute_server.head.builtin import face_source
-from compute_server.head.builtin.generate import build_model_data
+from tools.head_builder import face_source
+from tools.head_builder.generate import build_model_data
 from compute_server.head.model_data import load_model_npz, save_model_npz
 from compute_server.head.registry import BUILTIN_ASSET
 

@@ -7,11 +7,11 @@ import pytest
 import trimesh
 
 from compute_server.head import mesh_checks as mc
+from compute_server.head import mesh_fields
 from compute_server.head import mesh_topology as mt
-from compute_server.head.builtin import mesh_fields
-from compute_server.head.builtin.closure import triangulate_outside
-from compute_server.head.builtin.symmetry import align_symmetry_plane, mirror_pairs, symmetrize
 from compute_server.head.teeth import build_teeth
+from tools.head_builder.closure import triangulate_outside
+from tools.head_builder.symmetry import align_symmetry_plane, mirror_pairs, symmetrize
 
 
 def _grid(n=5):

@@ -11,8 +11,8 @@ import torch
 
 from compute_server.face.clip_crops import axis_aligned_crop, sharpness
 from compute_server.head.model import HeadParams, load_head_model
-from compute_server.splats.init import InitSettings, initialize_splats
-from compute_server.splats.optimize import OptimizeSettings, optimize_splats
+from compute_server.training.init import InitSettings, initialize_splats
+from compute_server.training.optimize import OptimizeSettings, optimize_splats
 from compute_server.splats.render_avatar import render_avatar
 from compute_server.splats.strategy import BindingDensifyStrategy
 from compute_server.camera_torch import stack_cameras

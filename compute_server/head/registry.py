@@ -94,7 +94,7 @@ def _cached(key: tuple, make) -> HeadModelData:
 def _read_builtin() -> HeadModelData:
     if not os.path.exists(BUILTIN_ASSET):
         raise RuntimeError(f"the built-in head asset {BUILTIN_ASSET} is missing; regenerate it with "
-                           "`python -m compute_server.head.builtin.generate`")
+                           "`python -m tools.head_builder.generate` (from the project root)")
     data = load_model_npz(BUILTIN_ASSET)
     data.source_path = "builtin"
     from .model_data import file_sha256

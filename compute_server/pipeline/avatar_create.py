@@ -18,8 +18,8 @@ from ..errors import UserError
 from ..face import prepare_portrait
 from ..head.model import HeadParams
 from ..server.validation import require_float, require_image, require_int, require_list, require_str, require_video
-from ..splats.init import initialize_splats
-from ..splats.optimize import optimize_splats
+from ..training.init import initialize_splats
+from ..training.optimize import optimize_splats
 from ..tracking.portrait_fit import fit_portraits
 from ..views.masks import head_region
 from ..views.reprojection import mirrored_view

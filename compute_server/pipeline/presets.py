@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from ..splats.init import InitSettings
-from ..splats.optimize import OptimizeSettings
+from ..training.init import InitSettings
+from ..training.optimize import OptimizeSettings
 from ..splats.strategy import BindingDensifyStrategy
 from ..tracking.portrait_fit import FitSettings
 

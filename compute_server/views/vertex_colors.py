@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 
 from shared.camera import Camera
 
-from ..head.builtin.mesh_fields import harmonic
+from ..head.mesh_fields import harmonic
 from ..head.mesh_topology import vertex_adjacency
 from .shading import Shading, relit_faces
 from .surface import SurfaceView, bilinear_sample, render_surface, visible_in

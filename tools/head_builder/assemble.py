@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import mesh_topology as mt
+from compute_server.head import mesh_topology as mt
+
 from . import eyes, mouth, symmetry
 from .closure import ClosureSettings, build_closure
 from .face_shape import FaceShape

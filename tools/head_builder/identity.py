@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import mesh_fields
+from compute_server.head import mesh_fields
 from .assemble import PART_EYE_LEFT, PART_EYE_RIGHT, PART_TEETH, HeadGeometry
 from .face_groups import CHIN_BOTTOM, NASION, NOSE_TIP, face_groups
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from . import mesh_fields
+from compute_server.head import mesh_fields
 from .assemble import PART_CAVITY, PART_FACE, PART_SOCKET, HeadGeometry
 from .face_groups import EyeGroups
 

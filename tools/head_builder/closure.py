@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import ConvexHull
 
-from .. import mesh_topology as mt
-from . import mesh_fields
+from compute_server.head import mesh_topology as mt
+from compute_server.head import mesh_fields
 from .head_volume import HeadVolume, ray_exit_distance
 
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import mesh_fields
+from compute_server.head import mesh_fields
 from .assemble import PART_CAVITY, PART_FACE, PART_SOCKET, HeadGeometry
 from .face_groups import FaceGroups, face_groups
 from .fields import SkinFieldSolver, lid_rotation_targets

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import mesh_fields
+from compute_server.head import mesh_fields
 from .assemble import (PART_CAVITY, PART_CLOSURE, PART_EYE_LEFT, PART_EYE_RIGHT, PART_FACE, PART_TEETH,
                        HeadGeometry)
 from .mouth import lip_line

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import mesh_fields
+from compute_server.head import mesh_fields
 from .face_topology import FaceTopology
 
 

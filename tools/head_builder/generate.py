@@ -1,6 +1,6 @@
 """Generate the built-in head model asset.
 
-    python -m compute_server.head.builtin.generate --out compute_server/head/assets/builtin_head.npz
+    python -m tools.head_builder.generate --out compute_server/head/assets/builtin_head.npz
 
 Steps: face from MediaPipe on the bundled portrait (``face_shape``), geometry
 (``assemble``), rig (``rig``), identity and expression components (``identity``,
@@ -19,10 +19,12 @@ import time
 
 import numpy as np
 
-from ..model_data import HeadModelData, save_model_npz
+from compute_server.head.model_data import HeadModelData, save_model_npz
+
 from . import assemble, expressions, face_shape, identity, rig
 
-DEFAULT_OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "builtin_head.npz")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_OUT = os.path.join(REPO_ROOT, "compute_server", "head", "assets", "builtin_head.npz")
 GENERATOR_VERSION = 1
 
 

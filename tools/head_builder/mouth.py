@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..teeth import TeethGeometry, TeethSettings, build_teeth
+from compute_server.head.teeth import TeethGeometry, TeethSettings, build_teeth
 from .neutralize import split_mouth_loop
 
 

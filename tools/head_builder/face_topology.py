@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import mesh_topology as mt
+from compute_server.head import mesh_topology as mt
 from .face_source import N_FACE_POINTS
 
 

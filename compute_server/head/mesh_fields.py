@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .. import mesh_topology as mt
+from . import mesh_topology as mt
 
 
 def uniform_laplacian(faces: np.ndarray, n_verts: int) -> sp.csr_matrix:

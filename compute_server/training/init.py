@@ -16,10 +16,10 @@ import torch
 
 from shared.camera import Camera
 
+from ..splats.binding import triangle_frames
+from ..splats.model import SplatModel
+from ..splats.sh import rgb_to_sh_dc
 from ..views.surface import SurfaceView, bilinear_sample, visible_in
-from .binding import triangle_frames
-from .model import SplatModel
-from .sh import rgb_to_sh_dc
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import mesh_fields
+from compute_server.head import mesh_fields
 
 IRIS_RIGHT = (468, 469, 470, 471, 472)  # centre, then 4 boundary points (subject's right eye)
 IRIS_LEFT = (473, 474, 475, 476, 477)

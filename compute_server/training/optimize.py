@@ -24,15 +24,15 @@ import torch
 
 from ..camera_torch import stack_cameras
 from ..head.model import HeadModel, HeadParams
+from ..splats.binding import triangle_frames
+from ..splats.losses import (masked_mean, normal_consistency_loss, photometric_loss, position_regularizer, psnr,
+                            scale_regularizer, ssim_map)
+from ..splats.model import SplatModel
+from ..splats.render_avatar import render_avatar
+from ..splats.strategy import BindingDensifyStrategy
 from ..views.records import TrainingView
 from ..views.sampling import head_centre, random_views
 from ..views.synthesis import DenoisingPrior, PriorRequest
-from .binding import triangle_frames
-from .losses import (masked_mean, normal_consistency_loss, photometric_loss, position_regularizer, psnr,
-                     scale_regularizer, ssim_map)
-from .model import SplatModel
-from .render_avatar import render_avatar
-from .strategy import BindingDensifyStrategy
 
 Progress = Callable[[float, str, "bytes | None"], None]
 
