@@ -35,9 +35,9 @@ import torch
 from compute_server.device import describe_device, resolve_device
 from compute_server.diffusion.config import PriorConfig
 from compute_server.diffusion.registry import DiffusionModels
-from compute_server.diffusion.testing import (sd15_unet_config, synthetic_synthesis_input, tiny_model_entries,
-                                              write_models_config, write_random_sd15, write_tiny_models)
 from compute_server.views.sampling import fixed_ring, head_centre
+from tests.diffusion_models import (sd15_unet_config, synthetic_synthesis_input, tiny_model_entries,
+                                    write_models_config, write_random_sd15, write_tiny_models)
 
 
 def table(title: str, header: list[str], rows: list[list]) -> None:

@@ -119,11 +119,10 @@ def run(n_splats: int, reps: int, warmup: int) -> dict:
     payload = make_payload(n_splats)
     with tempfile.TemporaryDirectory(prefix="headsplat-bench-") as scratch:
         scratch = Path(scratch)
-        env = {**os.environ, "HEADSPLAT_TEST_JOBS": "1"}
         server = subprocess.Popen(
             [sys.executable, "-m", "compute_server.cli.main", "serve", "--bind", "tcp://127.0.0.1:*", "--data",
              str(scratch / "data"), "--device", "cpu", "--log-level", "WARNING", "--endpoint-file",
-             str(scratch / "library.endpoint")], cwd=REPO_ROOT, env=env)
+             str(scratch / "library.endpoint"), "--plugin", "tests.job_kinds"], cwd=REPO_ROOT)
         raw = subprocess.Popen([sys.executable, __file__, "--raw-echo-server", str(scratch / "raw.endpoint")],
                                cwd=REPO_ROOT)
         ctx = zmq.Context()

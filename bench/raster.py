@@ -26,9 +26,9 @@ import torch
 
 from compute_server.device import describe_device, resolve_device
 from compute_server.render import rasterize_mesh
-from compute_server.splats.raster_dense import rasterize_splats_dense_reference
 from compute_server.splats.rasterize import rasterize_splats
 from shared.camera import orbit_camera
+from tests.raster_oracle import rasterize_splats_dense_reference
 
 HEAD_SCAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "heads" / "leeperrysmith" / "LeePerrySmith.glb"
 

@@ -7,7 +7,7 @@ Other test modules reuse these; a typical use::
         with server.client() as client:
             client.info()
 
-Test-only job kinds (compute_server/jobs/testing.py) are on by default (``test_jobs``).
+Test-only job kinds (tests/job_kinds.py, a server plugin) are on by default (``test_jobs``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from shared.client import Client
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_PLUGIN = "tests.job_kinds"  # the test-only job kinds, loaded as a server plugin (--plugin)
 READY_TIMEOUT_S = 60.0
 
 
@@ -78,10 +79,10 @@ def start_server(data_dir: Path, *, bind: str = "tcp://127.0.0.1:*", extra_args=
     endpoint_file = data_dir.parent / f".{data_dir.name}-endpoint-{time.monotonic_ns()}"
     log_path = log_path or data_dir.parent / f"{data_dir.name}-server-{time.monotonic_ns()}.log"
     full_env = {**os.environ, **(env or {})}
-    full_env["HEADSPLAT_TEST_JOBS"] = "1" if test_jobs else "0"
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     args = [sys.executable, "-m", "compute_server.cli.main", "serve", "--bind", bind, "--data", str(data_dir),
-            "--device", "cpu", "--endpoint-file", str(endpoint_file), *extra_args]
+            "--device", "cpu", "--endpoint-file", str(endpoint_file),
+            *(("--plugin", TEST_PLUGIN) if test_jobs else ()), *extra_args]
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(args, cwd=REPO_ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + ready_timeout_s
@@ -118,7 +119,7 @@ def inprocess_server(tmp_path: Path, *, test_methods: bool = True, **config_fiel
     from compute_server.server.config import ServerConfig
 
     config = ServerConfig(bind="tcp://127.0.0.1:*", data_dir=tmp_path / "data", device="cpu",
-                          test_methods=test_methods)
+                          plugins=(TEST_PLUGIN,) if test_methods else ())
     server = Server(replace(config, **config_fields))
     server.start_background()
     try:

@@ -41,7 +41,7 @@ def request_and_scene():
 def test_gaf_schedule():
     assert gaf_denoising_steps(0.5, 1000, 20) == 25 and gaf_denoising_steps(0.98, 1000, 20) == 49
     assert gaf_denoising_steps(0.02, 1000, 20) == 1 and gaf_denoising_steps(0.001, 1000, 20) == 1
-    from compute_server.diffusion.testing import SD_SCHEDULER
+    from tests.diffusion_models import SD_SCHEDULER
     scheduler = make_scheduler(SD_SCHEDULER)
     for strength, steps in [(0.5, 25), (0.98, 49), (0.1, 3), (1.0, 30)]:
         timesteps = tail_timesteps(scheduler, strength, steps, "cpu")

@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from compute_server.diffusion.testing import TinyModels, tiny_model_entries, write_models_config, write_tiny_models
+from tests.diffusion_models import TinyModels, tiny_model_entries, write_models_config, write_tiny_models
 
 _lock = threading.Lock()
 _models: dict[str, TinyModels] = {}
@@ -60,7 +60,7 @@ def one_torch_thread():
 
 @lru_cache(maxsize=4)
 def _synthetic(size: int):
-    from compute_server.diffusion.testing import synthetic_synthesis_input
+    from tests.diffusion_models import synthetic_synthesis_input
 
     return synthetic_synthesis_input(size)
 

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 from compute_server.errors import UserError
-from compute_server.jobs import testing
 from compute_server.jobs.context import JobKind
 from compute_server.jobs.manager import JobManager
 from compute_server.jobs.persistence import JobRecordStore
 from compute_server.storage.avatar_store import AvatarStore
 from shared.protocol import ErrorInfo, Limits
 from shared.records import JobState
+from tests import job_kinds
 
-COUNT = JobKind("test.count", testing.validate_count, testing.run_count)
-AVATAR = JobKind("test.avatar", testing.validate_avatar, testing.run_avatar,
+COUNT = JobKind("test.count", job_kinds.validate_count, job_kinds.run_count)
+AVATAR = JobKind("test.avatar", job_kinds.validate_avatar, job_kinds.run_avatar,
                  avatars_used=lambda job: [job["uses"]] if job["uses"] else [])
 
 

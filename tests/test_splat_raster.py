@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from compute_server.splats.raster_dense import rasterize_splats_dense_reference
 from compute_server.splats.rasterize import meta_for_gsplat_strategy, rasterize_splats
 from compute_server.splats.sh import num_sh_bases
 from shared.camera import look_at
+from tests.raster_oracle import rasterize_splats_dense_reference
 
 F64 = torch.float64
 

@@ -9,17 +9,16 @@ DIR/avatar.json (metadata), DIR/preview.png and DIR/turntable.png; prints the av
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 from pathlib import Path
 
+from compute_server.client_tools.avatar_folder import write_avatar_folder
+from compute_server.client_tools.progress_bar import ProgressBar
 from compute_server.errors import UserError
 from shared import VIDEO_SUFFIXES
 from shared.preset_choice import PRESET_NAMES, choose_preset
 
 from .common import add_client_options
-from .progress import ProgressBar
 from .session import add_embedded_options, server_session
 
 
@@ -95,19 +94,3 @@ def run(args) -> int:
                 print(f"wrote {args.out}/heldout.png (held-out frames: real above, render below)")
     print(result["avatar"])
     return 0
-
-
-def write_avatar_folder(client, avatar_id: str, out: Path) -> None:
-    """Fetch an avatar's previews and metadata, and its neutral-pose PLY (posed by the server)."""
-    out.mkdir(parents=True, exist_ok=True)
-    avatar = client.get_avatar(avatar_id, include=["preview.png", "turntable.png"])
-    for name, data in avatar["files"].items():
-        (out / name).write_bytes(bytes(data))
-    (out / "avatar.json").write_text(json.dumps(avatar["metadata"], indent=1, sort_keys=True))
-    job = client.submit("render.frames", {"avatar": avatar_id, "format": "ply", "camera_preset": "portrait"})
-    frames = client.wait_job(job)
-    data = client.call("job.result", {"job": job, "frames": [0, 1]})["result"]["frame_data"][0]["frame"]["data"]
-    tmp = out / f".avatar.ply.{os.getpid()}"
-    tmp.write_bytes(bytes(data))
-    os.replace(tmp, out / "avatar.ply")
-    del frames

@@ -17,11 +17,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from compute_server.client_tools.progress_bar import ProgressBar
 from compute_server.storage.data_dir import default_data_dir
 from shared.protocol import DEFAULT_ENDPOINT
 
 from .common import print_json
-from .progress import ProgressBar
 
 EXIT_OK, EXIT_FAILED = 0, 1
 _MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skipped": "skip"}

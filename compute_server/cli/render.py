@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from compute_server.client_tools.progress_bar import ProgressBar
 from compute_server.errors import UserError
 from shared.motion import Motion, MotionFormatError
 
 from .common import add_client_options
-from .progress import ProgressBar
 from .session import add_embedded_options, server_session
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 from pathlib import Path
 
@@ -12,8 +11,6 @@ from compute_server.jobs.retention import RetentionPolicy
 from compute_server.storage.atomic import atomic_write_bytes
 from compute_server.storage.data_dir import default_data_dir
 from shared.protocol import DEFAULT_ENDPOINT, Limits
-
-ENV_TEST_JOBS = "HEADSPLAT_TEST_JOBS"
 
 
 def register(subparsers) -> None:
@@ -56,6 +53,9 @@ def register(subparsers) -> None:
     p.add_argument("--head-model", metavar="PATH", action="append", default=[],
                    help="a head model file (e.g. FLAME) to offer; repeatable")
     p.add_argument("--models-config", metavar="FILE", help="diffusion models configuration file")
+    p.add_argument("--plugin", metavar="MODULE", action="append", default=[],
+                   help="an extra plugin module to load (it defines register(ctx) and adds methods or job "
+                        "kinds); repeatable")
     p.add_argument("--endpoint-file", metavar="FILE", type=Path,
                    help="write the bound endpoint here once serving (useful with port *)")
     p.set_defaults(func=run)
@@ -81,7 +81,7 @@ def config_from_args(args: argparse.Namespace):
     return ServerConfig(bind=args.bind, data_dir=args.data or default_data_dir(), device=args.device, limits=limits,
                         curve=curve, insecure=args.insecure, head_models=list(args.head_model),
                         models_config=args.models_config, log_level=args.log_level, log_format=args.log_format,
-                        test_methods=os.environ.get(ENV_TEST_JOBS) == "1", retention=retention)
+                        plugins=tuple(args.plugin), retention=retention)
 
 
 def run(args: argparse.Namespace) -> int:

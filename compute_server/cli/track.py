@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compute_server.client_tools.progress_bar import ProgressBar
 from compute_server.errors import UserError
 
 from .common import add_client_options
-from .progress import ProgressBar
 from .session import add_embedded_options, server_session
 
 

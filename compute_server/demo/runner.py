@@ -25,9 +25,9 @@ import numpy as np
 from shared.client import Client
 from shared.motion import Motion
 
-from ..cli.create import write_avatar_folder
-from ..cli.progress import ProgressBar
-from .index import animated_gif, contact_sheet, save_png, write_index
+from ..client_tools.avatar_folder import write_avatar_folder
+from ..client_tools.progress_bar import ProgressBar
+from .index import animated_gif, contact_sheet, write_index
 from .motion import demo_motion
 
 

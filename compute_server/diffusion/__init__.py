@@ -7,5 +7,5 @@ Pure parts: ``config`` (the models config file), ``checkpoints`` and ``weights_f
 records), ``controlnet_normal`` and ``multiview`` / ``multiview_grid`` (the backends),
 ``synthesizer`` (novel views), ``variations`` (views with other expressions), ``prior``,
 ``images``, ``gpu`` (precision, slicing, out-of-memory), ``loading`` (offline
-from_pretrained). ``testing`` writes tiny random-weight checkpoints for tests/benchmarks.
+from_pretrained). Tiny random-weight checkpoints for tests live in ``tests/diffusion_models.py``.
 """

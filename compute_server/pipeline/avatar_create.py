@@ -17,15 +17,15 @@ import torch
 from ..errors import UserError
 from ..face import prepare_portrait
 from ..head.model import HeadParams
-from ..server.validation import require_float, require_image, require_int, require_list, require_str, require_video
+from ..tracking.portrait_fit import fit_portraits
 from ..training.init import initialize_splats
 from ..training.optimize import optimize_splats
-from ..tracking.portrait_fit import fit_portraits
+from ..validation import require_float, require_image, require_int, require_list, require_str, require_video
 from ..views.masks import head_region
-from ..views.reprojection import mirrored_view
 from ..views.records import TrainingView
-from ..views.shading import relit_faces
+from ..views.reprojection import mirrored_view
 from ..views.sampling import fixed_ring, head_centre
+from ..views.shading import relit_faces
 from ..views.surface import render_surface
 from ..views.synthesis import ReprojectionSynthesizer, SynthesisInput, synthesis_input
 from .avatar_files import png_bytes, rig_arrays

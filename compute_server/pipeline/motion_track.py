@@ -15,9 +15,9 @@ import numpy as np
 from shared import VIDEO_SUFFIXES
 
 from ..face.video_landmarks import track_video_landmarks
-from ..server.validation import require_int, require_str, require_video
 from ..storage.avatar_store import check_avatar_id
 from ..tracking.video_track import track_landmarks
+from ..validation import require_int, require_str, require_video
 
 
 @dataclass

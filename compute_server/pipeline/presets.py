@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from ..training.init import InitSettings
-from ..training.optimize import OptimizeSettings
 from ..splats.strategy import BindingDensifyStrategy
 from ..tracking.portrait_fit import FitSettings
+from ..training.init import InitSettings
+from ..training.optimize import OptimizeSettings
 
 
 @dataclass

@@ -18,11 +18,11 @@ from shared.motion import FRAME_KEYS
 from ..camera_torch import stack_cameras
 from ..errors import UserError
 from ..head.model import HeadParams
-from ..server.validation import (
-    check_frame_count, check_image_size, require_bool, require_int, require_list, require_str,
-)
 from ..splats.render_avatar import render_avatar
 from ..storage.avatar_store import check_avatar_id
+from ..validation import (
+    check_frame_count, check_image_size, require_bool, require_int, require_list, require_str,
+)
 from ..views.sampling import head_centre, orbit_like
 from .avatar_files import load_avatar
 from .frame_encoding import FORMATS, encode_frame

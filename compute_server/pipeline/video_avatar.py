@@ -34,10 +34,10 @@ from ..face.matte import portrait_matte
 from ..face.video import probe_video
 from ..face.video_landmarks import fill_missing, missing_ranges, track_video_landmarks
 from ..head.model import HeadParams
-from ..training.init import initialize_splats
-from ..training.optimize import optimize_splats
 from ..tracking.frame_selection import FrameQuality, select_frames
 from ..tracking.video_track import track_landmarks
+from ..training.init import initialize_splats
+from ..training.optimize import optimize_splats
 from ..views.masks import head_region
 from ..views.records import TrainingView
 from ..views.sampling import fixed_ring, head_centre

@@ -6,10 +6,12 @@ loop in the calling thread until ``stop()``; ``start_background()`` runs it in a
 (tests, the embedded demo server). Shutdown cancels the running job, records every job
 and closes the sockets.
 
-Plugins: each module in ``PLUGIN_MODULES`` that exists defines ``register(ctx)``, which
-adds methods/job kinds to ``ctx.registry``, providers to ``ctx.providers`` and error
-classifiers to ``ctx.jobs.error_classifiers``. A missing plugin module is skipped; a
-broken one stops the server (its error must be fixed, not hidden).
+Plugins: each module in ``PLUGIN_MODULES`` that exists, then each module named in
+``ServerConfig.plugins`` (``headsplat serve --plugin MODULE``), defines ``register(ctx)``,
+which adds methods/job kinds to ``ctx.registry``, providers to ``ctx.providers`` and error
+classifiers to ``ctx.jobs.error_classifiers``. A missing built-in plugin module is skipped;
+a named plugin that cannot be imported, or a broken one, stops the server (its error must
+be fixed, not hidden).
 """
 
 from __future__ import annotations
@@ -37,9 +39,7 @@ from .security import check_bind_allowed, load_server_keys, make_curve_server, s
 
 log = logging.getLogger(__name__)
 
-# Later issues add their plugin modules here (or create compute_server/pipeline/plugin.py).
 PLUGIN_MODULES: tuple[str, ...] = ("compute_server.pipeline.plugin", "compute_server.doctor.plugin")
-TEST_PLUGIN_MODULE = "compute_server.jobs.testing"  # only with ServerConfig.test_methods
 
 HEARTBEAT_IVL_MS = 1000
 HEARTBEAT_TIMEOUT_MS = 3000
@@ -93,8 +93,7 @@ class Server:
                  self.ctx.device_description, ", CURVE" if config.curve else "")
 
     def _load_plugins(self) -> None:
-        modules = list(PLUGIN_MODULES) + ([TEST_PLUGIN_MODULE] if self.config.test_methods else [])
-        for name in modules:
+        for name in PLUGIN_MODULES:
             try:
                 module = importlib.import_module(name)
             except ModuleNotFoundError as exc:
@@ -102,6 +101,16 @@ class Server:
                     log.debug("plugin %s is not installed", name)
                     continue
                 raise
+            module.register(self.ctx)
+            log.info("loaded plugin %s", name)
+        for name in self.config.plugins:
+            try:
+                module = importlib.import_module(name)
+            except ImportError as exc:
+                raise UserError("bad_request", f"plugin {name!r} could not be imported ({exc}); check the "
+                                               "module name given to --plugin and that it is on the Python path") from exc
+            if not callable(getattr(module, "register", None)):
+                raise UserError("bad_request", f"plugin {name!r} has no register(ctx) function")
             module.register(self.ctx)
             log.info("loaded plugin %s", name)
 

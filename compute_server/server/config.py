@@ -39,7 +39,8 @@ class ServerConfig:
     curve: CURVE keys; required for non-loopback binds unless ``insecure``.
     insecure: allow a non-loopback bind without encryption (trusted networks only).
     head_models, models_config: read by the head-model and diffusion plugins.
-    test_methods: register the test-only job kinds and ``debug.echo`` (tests, benchmarks).
+    plugins: extra plugin modules to load after the built-in ones (``--plugin``; the tests load
+             their test-only job kinds this way).
     shutdown_grace_s: how long a running job may take to stop on SIGTERM/SIGINT.
     retention: which finished jobs (records and results) are forgotten, and when.
     """
@@ -54,7 +55,7 @@ class ServerConfig:
     models_config: str | None = None
     log_level: str = "INFO"
     log_format: str = "human"
-    test_methods: bool = False
+    plugins: tuple[str, ...] = ()
     shutdown_grace_s: float = 5.0
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 

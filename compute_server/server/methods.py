@@ -11,12 +11,12 @@ import time
 
 from compute_server.errors import UserError
 from compute_server.storage.avatar_store import check_avatar_id
+from compute_server.validation import require_bool, require_int, require_list, require_str
 from shared import PROTOCOL_VERSION
 from shared.records import JobState
 
 from .health import server_health
 from .registry import PIPELINE_METHODS, Call, MethodRegistry
-from .validation import require_bool, require_int, require_list, require_str
 
 SERVER_NAME = "HeadSplat compute server"
 

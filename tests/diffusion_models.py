@@ -2,6 +2,11 @@
 components idea): real classes, real ``save_pretrained`` folders, real loading code,
 seconds on a CPU at 64 x 64.
 
+Why under tests/ and not in the server package: random weights make noise, so no user
+path needs them (``headsplat doctor`` checks the user's real weights); the tests and
+``bench/diffusion.py`` (GPU timings with random weights in Stable Diffusion 1.5's shape)
+are the only callers.
+
 Everything is built from configs with fixed seeds; the shapes are chosen so every rule
 the real checkpoints follow holds: the VAE downsamples by 4, so the ControlNet's
 conditioning embedding has three stages (it must downsample by the VAE's factor); the
@@ -248,12 +253,12 @@ def synthetic_synthesis_input(size: int = 64, seed: int = 7):
 
     from shared.camera import Camera, look_at
 
-    from ..head.model import load_head_model
-    from ..views.sampling import head_centre
-    from ..views.surface import render_surface
-    from ..views.synthesis import SynthesisInput
-    from ..views.vertex_colors import complete_vertex_colors
-    from .variations import pose_vertices
+    from compute_server.diffusion.variations import pose_vertices
+    from compute_server.head.model import load_head_model
+    from compute_server.views.sampling import head_centre
+    from compute_server.views.surface import render_surface
+    from compute_server.views.synthesis import SynthesisInput
+    from compute_server.views.vertex_colors import complete_vertex_colors
 
     head = load_head_model()
     faces, regions = head.faces.numpy(), head.face_region.numpy()

@@ -3,6 +3,10 @@
 Method handlers and ``JobKind.validate`` functions use these so that a wrong type, a
 missing field or a value over a limit always produces the same kind of sentence, e.g.
 "params.steps must be an integer, got str".
+
+Why here, beside ``errors.py`` and not in ``server/``: the server's method handlers and the
+jobs' ``validate`` functions (``pipeline/``) both use it, and neither layer may import the
+other's package for it. It depends only on ``errors`` and ``shared``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""TEST-ONLY methods and job kinds: they exercise the queue, progress, cancel, failure,
-persistence and limits machinery without any real pipeline.
+"""Test-only methods and job kinds, as a server plugin: they exercise the queue, progress,
+cancel, failure, persistence and limits machinery without any real pipeline.
 
-Registered only when the server runs with ``ServerConfig.test_methods`` (the CLI sets it
-when the environment has ``HEADSPLAT_TEST_JOBS=1``); a production server never offers
-them. Used by tests/ and bench/protocol.py.
+Loaded only by a server started with ``--plugin tests.job_kinds`` (``ServerConfig.plugins``)
+from the project root; the server package never imports this module, and an installed
+server cannot load it (``tests`` is not shipped). Used by tests/ (``server_harness``) and
+bench/protocol.py.
 
 - ``test.count``: counts ``steps`` steps of ``step_s`` seconds with progress events;
   optional ``fail_at``/``fail_code`` (UserError), ``crash_at`` (internal error),
@@ -30,12 +31,11 @@ import time
 import numpy as np
 
 from compute_server.errors import UserError
-from compute_server.server.validation import (
+from compute_server.jobs.context import JobContext, JobKind
+from compute_server.validation import (
     check_frame_count, require_bool, require_float, require_image, require_int, require_name, require_str,
 )
 from compute_server.storage.avatar_store import check_avatar_id
-
-from .context import JobContext, JobKind
 
 SPLAT_ATTRIBUTES = 59  # a splat row in the size the real avatars use (means, quats, scales, SH...)
 

@@ -14,8 +14,8 @@ import math
 import torch
 from torch import Tensor
 
-from .rasterize import append_depth_channel, build_meta, check_splat_inputs, finish_render_mode
-from .sh import colors_for_cameras
+from compute_server.splats.rasterize import append_depth_channel, build_meta, check_splat_inputs, finish_render_mode
+from compute_server.splats.sh import colors_for_cameras
 
 _ALPHA_MIN, _ALPHA_MAX, _T_MIN = 1.0 / 255.0, 0.999, 1e-4
 
