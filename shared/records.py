@@ -31,13 +31,15 @@ class JobState(str, enum.Enum):
         return self.value
 
 
-@dataclass(frozen=True)
-class JobInfo:
-    """One job as ``job.status`` / ``job.list`` / ``job.cancel`` report it.
+@dataclass
+class JobFields:
+    """What the server knows about one job: the fields it stores on disk and reports on the
+    wire. ``JobInfo`` (the wire record) and the server's ``JobRecord`` both derive from it, so
+    the two can never drift apart.
 
     params: a small summary of the request (arrays and large bytes replaced by
             descriptions), never the payload itself.
-    position: place in the queue (0 = next to run) while queued, else None.
+    result: a summary of the result of a done job.
     """
 
     job: str
@@ -52,23 +54,45 @@ class JobInfo:
     eta_s: float | None = None
     error: ErrorInfo | None = None
     params: dict = field(default_factory=dict)
-    result: dict = field(default_factory=dict)  # summary of the result of a done job
-    position: int | None = None
-    cancel_requested: bool = False
+    result: dict = field(default_factory=dict)
 
-    def to_wire(self) -> dict:
+    def _plain(self) -> dict:
+        """Every field as plain data (the state by value, the error as its wire map)."""
         data = asdict(self)
         data["state"] = self.state.value
         data["error"] = self.error.to_wire() if self.error else None
         return data
 
     @classmethod
-    def from_wire(cls, data: dict) -> "JobInfo":
-        known = {f for f in cls.__dataclass_fields__}
-        values = {k: v for k, v in data.items() if k in known}
+    def _values_from_plain(cls, data: dict) -> dict:
+        """The constructor's arguments from plain data; unknown keys (newer peers) are ignored."""
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         values["state"] = JobState(data["state"])
         values["error"] = ErrorInfo.from_wire(data["error"]) if data.get("error") else None
-        return cls(**values)
+        return values
+
+    def job_fields(self) -> dict:
+        """The shared fields only, as they are (for building the other record type)."""
+        return {name: getattr(self, name) for name in JobFields.__dataclass_fields__}
+
+
+@dataclass
+class JobInfo(JobFields):
+    """One job as ``job.status`` / ``job.list`` / ``job.cancel`` report it: the stored fields
+    plus what only the live queue knows.
+
+    position: place in the queue (0 = next to run) while queued, else None.
+    """
+
+    position: int | None = None
+    cancel_requested: bool = False
+
+    def to_wire(self) -> dict:
+        return self._plain()
+
+    @classmethod
+    def from_wire(cls, data: dict) -> "JobInfo":
+        return cls(**cls._values_from_plain(data))
 
 
 @dataclass(frozen=True)

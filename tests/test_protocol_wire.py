@@ -196,3 +196,26 @@ def test_error_codes_are_snake_case_and_cover_the_contract():
     values = {c.value for c in ErrorCode}
     assert required <= values
     assert all(v.replace("_", "").isalpha() and v == v.lower() for v in values)
+
+
+def test_the_stored_job_record_and_the_wire_record_share_one_field_list():
+    """JobRecord (on disk) and JobInfo (on the wire) both derive from shared.records.JobFields,
+    so a field added for one is there for the other; a record converts to its wire form and
+    back without loss."""
+    import dataclasses
+
+    from compute_server.jobs.records import JobRecord
+    from shared.protocol import ErrorInfo
+    from shared.records import JobFields, JobInfo, JobState
+
+    shared_names = [f.name for f in dataclasses.fields(JobFields)]
+    assert [f.name for f in dataclasses.fields(JobRecord)][: len(shared_names)] == shared_names
+    assert [f.name for f in dataclasses.fields(JobInfo)][: len(shared_names)] == shared_names
+    record = JobRecord(job="job_abcdefgh12", kind="avatar.create", state=JobState.FAILED, created_at=1.0,
+                       started_at=2.0, finished_at=3.0, stage="optimize", fraction=0.5, message="m", eta_s=4.0,
+                       error=ErrorInfo("no_face", "no face found"), params={"preset": "draft"},
+                       result={"avatar": "av_x"}, revision=7)
+    info = JobInfo.from_wire(record.to_info(position=None, cancel_requested=True).to_wire())
+    assert info.job_fields() == record.job_fields() and info.cancel_requested
+    stored = JobRecord.from_json(record.to_json())
+    assert stored == record

@@ -11,13 +11,13 @@ import re
 import secrets
 import string
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from compute_server.errors import UserError
 from shared.protocol import ErrorInfo
-from shared.records import JobInfo, JobState
+from shared.records import JobFields, JobInfo, JobState
 
 JOB_ID_PATTERN = re.compile(r"job_[0-9a-z]{8,32}")
 RECORD_FORMAT_VERSION = 1
@@ -71,50 +71,29 @@ def summarize(value, *, depth: int = 0):
 
 
 @dataclass
-class JobRecord:
-    """The server's mutable record of one job (owned by the JobManager's lock).
+class JobRecord(JobFields):
+    """The server's mutable record of one job (owned by the JobManager's lock): the fields of
+    ``shared.records.JobFields`` plus a revision.
 
     revision: incremented on every change, so a slower writer never overwrites a newer
               record on disk with an older snapshot.
     """
 
-    job: str
-    kind: str
-    state: JobState
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    stage: str = ""
-    fraction: float = 0.0
-    message: str = ""
-    eta_s: float | None = None
-    error: ErrorInfo | None = None
-    params: dict = field(default_factory=dict)
-    result: dict = field(default_factory=dict)
     revision: int = 0
 
     def to_json(self) -> dict:
-        data = asdict(self)
-        data["state"] = self.state.value
-        data["error"] = self.error.to_wire() if self.error else None
+        data = self._plain()
         data["format"] = RECORD_FORMAT_VERSION
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "JobRecord":
-        known = set(cls.__dataclass_fields__)
-        values = {k: v for k, v in data.items() if k in known}
-        values["state"] = JobState(data["state"])
-        values["error"] = ErrorInfo.from_wire(data["error"]) if data.get("error") else None
+        values = cls._values_from_plain(data)
         check_job_id(values["job"])
         return cls(**values)
 
     def to_info(self, *, position: int | None = None, cancel_requested: bool = False) -> JobInfo:
-        return JobInfo(job=self.job, kind=self.kind, state=self.state, created_at=self.created_at,
-                       started_at=self.started_at, finished_at=self.finished_at, stage=self.stage,
-                       fraction=self.fraction, message=self.message, eta_s=self.eta_s, error=self.error,
-                       params=self.params, result=self.result, position=position,
-                       cancel_requested=cancel_requested)
+        return JobInfo(**self.job_fields(), position=position, cancel_requested=cancel_requested)
 
     def finish(self, state: JobState, error: ErrorInfo | None = None, message: str | None = None) -> None:
         self.state = state
