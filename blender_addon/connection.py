@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Callable
 
 import bpy
 
@@ -204,6 +205,32 @@ def failing(ticket: Ticket):
     return on_error
 
 
+_CONNECTED_HOOKS: list[Callable[[dict], None]] = []
+
+
+def add_connected_hook(hook: Callable[[dict], None]) -> None:
+    """Call ``hook(server_info)`` after every successful connect.
+
+    Why a hook: what must happen on connect (the jobs module reattaching the scenes'
+    unfinished jobs) lives above the transport; this module must not know about it.
+    """
+    if hook not in _CONNECTED_HOOKS:
+        _CONNECTED_HOOKS.append(hook)
+
+
+def remove_connected_hook(hook: Callable[[dict], None]) -> None:
+    if hook in _CONNECTED_HOOKS:
+        _CONNECTED_HOOKS.remove(hook)
+
+
+def _run_connected_hooks(info: dict) -> None:
+    for hook in list(_CONNECTED_HOOKS):
+        try:
+            hook(info)
+        except Exception:  # a broken hook must not undo a good connection
+            log.exception("HeadSplat: on-connected hook %r failed", hook)
+
+
 def connect(ticket: Ticket | None = None) -> Ticket:
     """Ask the server for ``server.info``; the state (and ``ticket``) say how it went."""
     ticket = ticket or Ticket()
@@ -228,9 +255,7 @@ def connect(ticket: Ticket | None = None) -> Ticket:
         if warning:
             _state.message += f". Warning: {warning}"
         ticket.succeed(_state.message, info)
-        from . import jobs  # jobs imports this module: import at use
-
-        jobs.reattach_all(quiet=True)
+        _run_connected_hooks(info)
 
     def on_error(failure: Failure) -> None:
         message = describe_failure(failure, current.endpoint)

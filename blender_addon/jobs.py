@@ -233,3 +233,21 @@ def reattach_all(quiet: bool = False) -> int:
 def on_load_post(*_args) -> None:
     """A .blend was opened: follow its scenes' unfinished jobs if we are connected."""
     reattach_all()
+
+
+def on_connected(_info: dict) -> None:
+    """The add-on (re)connected: follow every scene's unfinished jobs again."""
+    reattach_all(quiet=True)
+
+
+def register() -> None:
+    """Reattach jobs when a .blend is opened and whenever the add-on connects."""
+    if on_load_post not in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.append(on_load_post)
+    connection.add_connected_hook(on_connected)
+
+
+def unregister() -> None:
+    connection.remove_connected_hook(on_connected)
+    if on_load_post in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(on_load_post)

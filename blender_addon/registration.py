@@ -18,16 +18,14 @@ def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     properties.register()
-    if jobs.on_load_post not in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.append(jobs.on_load_post)
+    jobs.register()
     atexit.register(connection.shutdown)
 
 
 def unregister() -> None:
     atexit.unregister(connection.shutdown)
     connection.shutdown()
-    if jobs.on_load_post in bpy.app.handlers.load_post:
-        bpy.app.handlers.load_post.remove(jobs.on_load_post)
+    jobs.unregister()
     properties.unregister()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

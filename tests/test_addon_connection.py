@@ -148,8 +148,10 @@ def test_job_reattaches_after_the_blend_is_reopened(scene, tmp_path):
     bpy.ops.wm.open_mainfile(filepath=str(path))
     scene = bpy.context.scene
     assert _entry(scene).job_id == job_id and not _entry(scene).finished
-    bh.connect(server.endpoint)  # connecting reattaches the file's unfinished jobs
-    bpy.ops.headsplat.reattach_jobs(wait="WAIT")
+    # No reattach call: the jobs module's on-connected hook (connection.add_connected_hook)
+    # follows the file's unfinished jobs as soon as the connection is up.
+    bh.connect(server.endpoint)
+    bh.tick_until(lambda: _entry(scene).state == "done")
     assert _entry(scene).state == "done", _entry(scene).message
 
 
