@@ -7,6 +7,7 @@ imports (issue: the demo's Blender step once needed `bpy` from the test extra on
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import re
 import sys
@@ -163,8 +164,13 @@ def installed_distributions(pyproject: Path, extras: list[str]) -> set[str]:
     return result
 
 
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()   # reads every installed distribution: once
+
+
 def distributions_of_module(top: str) -> set[str]:
     """Canonical names of the installed distributions that provide a top-level module."""
     if top in BLENDER_MODULES:
         return {"bpy"}
-    return {canonicalize_name(d) for d in importlib.metadata.packages_distributions().get(top, [])}
+    return {canonicalize_name(d) for d in _packages_distributions().get(top, [])}
