@@ -216,3 +216,26 @@ def test_avatar_ids_that_could_escape_the_data_directory_are_refused(client, bad
             client.call(method, {"avatar": bad_id} if not isinstance(bad_id, dict) else {"avatar": {"x": 1}})
         assert info.value.code == "bad_request"
     assert client.info()["protocol"] == 1
+
+
+def test_a_named_plugin_that_cannot_be_loaded_stops_the_server_with_its_name(tmp_path):
+    """``--plugin MODULE`` is how the tests add their job kinds; a typo must say so, not be skipped."""
+    from compute_server.errors import UserError
+    from compute_server.server.app import Server
+    from compute_server.server.config import ServerConfig
+
+    config = ServerConfig(bind="tcp://127.0.0.1:*", data_dir=tmp_path / "data", device="cpu",
+                          plugins=("tests.no_such_plugin",))
+    with pytest.raises(UserError, match="tests.no_such_plugin"):
+        Server(config)
+    with pytest.raises(UserError, match="no register"):
+        Server(ServerConfig(bind="tcp://127.0.0.1:*", data_dir=tmp_path / "data", device="cpu",
+                            plugins=("tests.shared_data",)))
+    server = Server(ServerConfig(bind="tcp://127.0.0.1:*", data_dir=tmp_path / "data", device="cpu"))
+    server.start_background()
+    try:   # the data directory was released each time, and no test kind leaks into a plain server
+        assert "test.count" not in server.ctx.registry.job_kinds
+        assert "avatar.create" in server.ctx.registry.job_kinds
+    finally:
+        server.stop()
+        server.join(30.0)
