@@ -5,11 +5,21 @@ from __future__ import annotations
 import pytest
 
 from tests.server_harness import inprocess_server, running_server
+from tests.shared_data import REQUIRE_ENV, SHARED_DATA, missing_shared_files, shared_data_required
 
 # The session server runs with small limits so limit tests stay fast.
 SESSION_LIMIT_ARGS = ("--max-message-mb", "8", "--max-image-mp", "1", "--max-render-frames", "100",
                       "--max-queued-jobs", "3")
 SESSION_MAX_MESSAGE_BYTES = 8 * 2**20
+
+
+def pytest_sessionstart(session):
+    """In CI a missing ../shared/data is an error, not a pile of skipped real-footage tests."""
+    if shared_data_required():
+        missing = missing_shared_files()
+        if missing:
+            pytest.exit(f"{REQUIRE_ENV}/CI is set but {SHARED_DATA} lacks {', '.join(missing)}: CI runs with the "
+                        "reference data beside the checkout, so these tests must not be skipped", returncode=4)
 
 
 @pytest.fixture
