@@ -79,6 +79,13 @@ class AvatarCreateController(jobs.JobController):
             note = f" ({'; '.join(map(str, warnings))})" if warnings else ""
             if result.get("train_frames"):  # made from a video: say how much of it was learned from
                 note = f", learned from {result['train_frames']} frames of the clip{note}"
+            heldout = (result.get("clip") or {}).get("heldout") or {}
+            if heldout.get("psnr_db") is not None:
+                note += (f"; on {len(heldout.get('frames') or [])} held-out frames PSNR {float(heldout['psnr_db']):.1f} dB, "
+                         f"SSIM {float(heldout.get('ssim', 0.0)):.3f} (preview: real above, render below)")
+            strip = result.get("heldout_strip_png")
+            if isinstance(strip, (bytes, bytearray, memoryview)):
+                jobs.show_progress_preview(bytes(strip), "png")
             self.finish(f"{step.message}{note}", step.value)
 
         fetch_and_import(self.scene_name, avatar_id, on_success=imported, on_failure=self.fail)

@@ -34,8 +34,12 @@ def test_create_avatar_from_a_clip_learns_from_its_frames(tmp_path):
                 dst.mux(packet)
         for packet in stream.encode():
             dst.mux(packet)
-    bpy.ops.headsplat.create_avatar(filepath=str(clip), preset="DRAFT", name="Selfie", iterations=10, wait="WAIT")
+    bpy.ops.headsplat.create_avatar(filepath=str(clip), preset="DRAFT", name="Selfie", iterations=10, holdout=0.25,
+                                    wait="WAIT")
     entry = scene.headsplat.jobs[-1]
-    assert entry.state == "done"
-    assert "learned from 16 frames of the clip" in entry.result
+    assert entry.state == "done", entry.message
+    assert "learned from 12 frames of the clip" in entry.result    # the last quarter is held out
+    assert "on 4 held-out frames PSNR" in entry.result
     assert any(o.get("headsplat_avatar_name") == "Selfie" for o in scene.objects)
+    preview = bpy.data.images[bh.addon_module("jobs").PROGRESS_IMAGE]   # the held-out strip: real over render
+    assert tuple(preview.size) == (4 * preview.size[1] // 2, preview.size[1])

@@ -125,6 +125,39 @@ def test_a_frames_tracked_expression_moves_toward_the_image_during_training():
     assert np.abs(after["translation"]).max() < 1e-4              # 1e-6 per step: pose barely moves
 
 
+def test_the_progress_preview_shows_a_held_out_frame_beside_its_render():
+    """With a preview view (a held-out clip frame), each progress preview is that frame's real
+    image on the left and the avatar's render of it on the right, at the view's own camera."""
+    import io
+
+    from PIL import Image
+
+    head = load_head_model()
+    zeros = {k: v[0].numpy() for k, v in HeadParams.zeros(head, 1).__dict__.items()}
+    with torch.no_grad():
+        vertices = head(HeadParams.zeros(head, 1)).vertices[0]
+    verts_np = vertices.numpy().astype(np.float64)
+    model = initialize_splats(verts_np, head.faces.numpy(), head.face_region.numpy(), head.region_names,
+                              np.full_like(verts_np, 0.6), InitSettings(count=0, sh_degree=0),
+                              np.random.default_rng(0))
+    camera = orbit_camera(0, 0, 0.55, target=head_centre(verts_np), width=40, height=40, fov_y_deg=25)
+    rng = np.random.default_rng(1)
+    train = TrainingView(image=np.full((40, 40, 3), 0.5, np.float32), mask=np.ones((40, 40), np.float32),
+                         camera=camera, head_params=zeros, kind="input", name="frame 0")
+    heldout = TrainingView(image=rng.random((40, 40, 3)).astype(np.float32), mask=np.ones((40, 40), np.float32),
+                           camera=camera, head_params=zeros, kind="input", name="frame 9 (held out)")
+    previews = []
+    settings = OptimizeSettings(iterations=1, preview_every=1, preview_size=40, normal_weight=0.0,
+                                densify=BindingDensifyStrategy(refine_start=10**6, refine_stop=0))
+    optimize_splats(model, head, [train], settings, preview_view=heldout,
+                    progress=lambda f, m, png: previews.append(png) if png else None)
+    assert previews
+    shown = np.asarray(Image.open(io.BytesIO(previews[0])).convert("RGBA"), np.float32) / 255
+    assert shown.shape == (40, 80, 4)
+    np.testing.assert_allclose(shown[:, :40, :3], heldout.image, atol=1 / 255 + 1e-6)   # the real frame, left
+    assert shown[:, 40:, 3].max() > 0.5 and np.abs(shown[:, 40:, :3] - heldout.image).mean() > 0.1  # the render
+
+
 # -- through a real server -----------------------------------------------------------------
 
 @pytest.fixture(scope="module")

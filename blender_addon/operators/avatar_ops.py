@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import bpy
-from bpy.props import CollectionProperty, EnumProperty, IntProperty, StringProperty
+from bpy.props import CollectionProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 from .. import connection, import_flow, jobs
@@ -26,7 +26,7 @@ def source_files(filepath: str, directory: str, names: list[str]) -> list[str]:
 
 
 def create_params(paths: list[str], *, preset: str, name: str, seed: int, diffusion: str,
-                  max_message_bytes: int, iterations: int = 0) -> dict:
+                  max_message_bytes: int, iterations: int = 0, holdout: float = 0.0) -> dict:
     """The avatar.create params for image files or one video (ValueError with a sentence)."""
     if not paths:
         raise ValueError("choose a portrait image (or a short selfie video) to create the avatar from")
@@ -55,8 +55,13 @@ def create_params(paths: list[str], *, preset: str, name: str, seed: int, diffus
         params["name"] = name
     if diffusion and diffusion != "none":
         params["diffusion"] = diffusion
+    options = {}
     if iterations:
-        params["options"] = {"iterations": int(iterations)}
+        options["iterations"] = int(iterations)
+    if videos and holdout > 0:
+        options["holdout"] = float(holdout)
+    if options:
+        params["options"] = options
     return params
 
 
@@ -92,6 +97,10 @@ class HEADSPLAT_OT_create_avatar(bpy.types.Operator, ImportHelper):
                               description="View synthesis model from the server's list ('none' for no model)")
     iterations: IntProperty(name="Iterations", default=0, min=0, max=100_000,
                             description="Optimization iterations; 0 uses the preset's (a quick look: a few hundred)")
+    holdout: FloatProperty(name="Held-out Check", default=0.0, min=0.0, max=0.5, subtype="FACTOR",
+                           description="Video only: keep this last fraction of the clip out of training; the "
+                                       "progress preview shows one of those frames beside the avatar's render "
+                                       "of it, and the result reports how well the avatar matches them")
     wait: wait_property()
 
     def invoke(self, context, event):
@@ -108,7 +117,7 @@ class HEADSPLAT_OT_create_avatar(bpy.types.Operator, ImportHelper):
             choice = resolve_preset(self.preset, str(connection.state().info.get("device", "")))
             params = create_params(paths, preset=choice.name, name=self.name, seed=self.seed,
                                    diffusion=self.diffusion, max_message_bytes=int(limits.get("max_message_bytes", 0)),
-                                   iterations=self.iterations)
+                                   iterations=self.iterations, holdout=self.holdout)
         except (ValueError, OSError) as exc:
             return report_failure(self, str(exc))
         if not connection.server_has("avatar.create"):

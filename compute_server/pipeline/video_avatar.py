@@ -161,7 +161,8 @@ def run_clip(ctx, req, services) -> dict:
 
     try:
         result = optimize_splats(model, head_model, frames.views + completion, optimize, seed=req.seed,
-                                 progress=on_progress, prior=prior, check_cancel=ctx.check)
+                                 progress=on_progress, prior=prior, check_cancel=ctx.check,
+                                 preview_view=_preview_frame(frames))
     finally:
         services.release_diffusion(req.diffusion, ctx.device)
 
@@ -179,6 +180,13 @@ def run_clip(ctx, req, services) -> dict:
             "timings_s": timings, "warnings": warnings, "train_frames": n_train,
             "split": clip_report["split"], "clip": {k: v for k, v in clip_report.items() if k != "settings"},
             **({"heldout_strip_png": strip} if strip is not None else {})}
+
+
+def _preview_frame(frames: ClipFrames) -> TrainingView:
+    """The frame the progress previews show beside its render: the middle held-out frame when
+    the clip keeps some out of training (the honest check), else the middle training frame."""
+    pool = frames.test_views or frames.views
+    return pool[len(pool) // 2]
 
 
 def clip_training_frames(path: str, name: str, data: bytes, head_model, size: int, settings: ClipSettings,

@@ -111,12 +111,16 @@ class _PreparedView:
 def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[TrainingView],
                     settings: OptimizeSettings, *, seed: int = 0, progress: Progress | None = None,
                     prior: DenoisingPrior | None = None,
-                    check_cancel: Callable[[], None] | None = None) -> OptimizeResult:
+                    check_cancel: Callable[[], None] | None = None,
+                    preview_view: TrainingView | None = None) -> OptimizeResult:
     """Train ``model`` in place on ``views``; returns it with metrics on the photo views.
 
     prior: GAF's iteratively-denoised pseudo ground truth; every ``prior.refresh_every``
     iterations the avatar is rendered at random novel views, the prior turns the renders
     into pseudo ground truth, and those views join the training set (replacing the last).
+    preview_view: a view never trained on (a held-out clip frame) whose real image the
+    progress previews show beside the avatar's render of it, so the user judges the avatar
+    on something it has not learned; without it the preview is the first view's render.
     """
     started = time.perf_counter()
     device = model.device
@@ -136,6 +140,7 @@ def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[Tr
     means_decay = (settings.lr_means_final / settings.lr_means) ** (1.0 / max(1, settings.iterations))
     report = progress or (lambda f, m, p: None)
     photo = next(p for p in prepared if p.view.kind == "input")
+    shown = _PreparedView(preview_view, head_model, device, trainable=False) if preview_view is not None else None
     t0 = time.perf_counter()
     for step in range(settings.iterations):
         if prior is not None and step >= settings.prior_start_fraction * settings.iterations \
@@ -182,7 +187,8 @@ def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[Tr
         if step % 10 == 0 or step == settings.iterations - 1:
             preview = None
             if settings.preview_every and step % settings.preview_every == 0:
-                preview = _preview_png(model, prepared[0], faces, settings.preview_size)
+                preview = (_preview_png(model, shown, faces, settings.preview_size, beside_target=True)
+                           if shown is not None else _preview_png(model, prepared[0], faces, settings.preview_size))
             rate = (step + 1) / max(time.perf_counter() - t0, 1e-9)
             report((step + 1) / settings.iterations,
                    f"iteration {step + 1}/{settings.iterations}, {model.count} Gaussians, {rate:.1f} it/s", preview)
@@ -274,7 +280,10 @@ def _prior_views(model: SplatModel, photo: _PreparedView, faces: torch.Tensor, p
 
 
 @torch.no_grad()
-def _preview_png(model: SplatModel, view: _PreparedView, faces: torch.Tensor, size: int) -> bytes:
+def _preview_png(model: SplatModel, view: _PreparedView, faces: torch.Tensor, size: int,
+                 beside_target: bool = False) -> bytes:
+    """The avatar's render of ``view`` (RGBA), or with ``beside_target`` the view's real image
+    (its matte as alpha) on the left and the render on the right."""
     from PIL import Image
 
     scale = size / max(view.width, view.height)
@@ -283,6 +292,10 @@ def _preview_png(model: SplatModel, view: _PreparedView, faces: torch.Tensor, si
     Ks[:, :2] *= scale
     out = render_avatar(model, view.vertices().detach(), faces, view.viewmats, Ks, w, h)
     rgba = torch.cat([out.rgb[0], out.alpha[0, ..., None]], dim=-1).clamp(0, 1)
+    if beside_target:
+        real = torch.cat([view.image[0] * view.mask[0, ..., None], view.mask[0, ..., None]], dim=-1)
+        real = torch.nn.functional.interpolate(real.permute(2, 0, 1)[None], size=(h, w), mode="area")[0].permute(1, 2, 0)
+        rgba = torch.cat([real.to(rgba), rgba], dim=1)
     buf = io.BytesIO()
     Image.fromarray((rgba.cpu().numpy() * 255).round().astype(np.uint8), "RGBA").save(buf, "PNG")
     return buf.getvalue()
