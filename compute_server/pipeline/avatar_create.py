@@ -147,6 +147,13 @@ def run(ctx, req: AvatarRequest, services) -> dict:
     stages.begin("fit", "fitting the head model")
     fit = fit_portraits(head_model, portraits, settings=preset.fit,
                         progress=lambda f, m: stages.report(f, f"fitting: {m}"))
+    if len(portraits) > 1:  # several photos of one person: each is a frame of the clip path
+        from .photo_frames import photo_training_frames
+        from .video_avatar import clip_settings, train_on_frames
+
+        frames = photo_training_frames(head_model, portraits, fit)
+        return train_on_frames(ctx, req, services, stages, preset, clip_settings(req.preset), head_model, frames,
+                               unit="photos")
     stages.begin("views", "building training views")
     views, synthesis = _training_views(head_model, portraits, fit, preset, req, ctx, stages, services)
 

@@ -101,15 +101,21 @@ class ClipFit:
 
 @dataclass
 class ClipFrames:
-    """The kept frames as training views (main frame first) and what the report needs."""
+    """The real views of one person as training views (the main, most frontal one first) and
+    what the report needs: a clip's kept frames, or several photos (pipeline/photo_frames.py).
+
+    sources, fit: what avatar_create._save records (ClipFrameSource / ClipFit for a clip, the
+    PreparedPortraits and their PortraitFit for photos), in the order of ``views``.
+    """
 
     views: list[TrainingView]
-    sources: list[ClipFrameSource]
-    fit: ClipFit
+    sources: list
+    fit: object
     seen_faces: np.ndarray          # (F,) in how many kept frames each triangle was seen
     report: dict
     warnings: list[str]
     test_views: list[TrainingView] = field(default_factory=list)   # held-out frames (tracked params, not trained)
+    is_clip: bool = True
 
 
 def clip_settings(preset_name: str, holdout: float = 0.0, train_frames: int | None = None) -> ClipSettings:
@@ -119,7 +125,7 @@ def clip_settings(preset_name: str, holdout: float = 0.0, train_frames: int | No
 
 def run_clip(ctx, req, services) -> dict:
     """The whole job for a video request (see the module docstring)."""
-    from .avatar_create import _save, _Stages
+    from .avatar_create import _Stages
     from .presets import preset as make_preset
 
     stages = _Stages(ctx, CLIP_STAGES)
@@ -134,13 +140,24 @@ def run_clip(ctx, req, services) -> dict:
         frames = clip_training_frames(str(path), name, data, head_model, preset.image_size, settings, stages, ctx)
     finally:
         path.unlink(missing_ok=True)
+    return train_on_frames(ctx, req, services, stages, preset, settings, head_model, frames, unit="frames")
+
+
+def train_on_frames(ctx, req, services, stages, preset, settings: ClipSettings, head_model, frames: ClipFrames,
+                    unit: str) -> dict:
+    """Steps 4-6 for any set of real views of one person, each with its own parameters: the
+    frames of a clip, or several photos (``unit`` names them in messages). Completion views
+    speak only where the real views are silent; each view's parameters are refined."""
+    from .avatar_create import _save
+
     warnings = frames.warnings
-    stages.begin("views", f"learning from {len(frames.views)} frames; completion views for the rest")
+    stages.begin("views", f"learning from {len(frames.views)} {unit}; completion views for the rest")
     main, completion = completion_views(head_model, frames, preset, req, ctx, stages, services, settings)
 
     n_train = len(frames.views)
-    stages.begin("optimize", f"optimizing the Gaussians on {n_train} frames")
-    stages.report(0.0, f"learning from {n_train} frames of {frames.report['frames']}", train_frames=n_train)
+    stages.begin("optimize", f"optimizing the Gaussians on {n_train} {unit}")
+    if frames.is_clip:
+        stages.report(0.0, f"learning from {n_train} frames of {frames.report['frames']}", train_frames=n_train)
     model = initialize_splats(main.vertices, main.faces, main.face_region, main.region_names,
                               main.vertex_colors.colors, preset.init, np.random.default_rng(req.seed),
                               photo=main.image, photo_matte=main.matte, photo_camera=main.camera,
@@ -156,17 +173,24 @@ def run_clip(ctx, req, services) -> dict:
     def on_progress(fraction: float, message: str, preview: bytes | None) -> None:
         elapsed = time.perf_counter() - started
         eta = elapsed * (1 - fraction) / fraction if fraction > 0.02 else None
-        stages.report(fraction, f"{message} ({n_train} frames)", eta_s=eta,
+        stages.report(fraction, f"{message} ({n_train} {unit})", eta_s=eta,
                       **({"preview_png": preview} if preview else {}))
 
     try:
         result = optimize_splats(model, head_model, frames.views + completion, optimize, seed=req.seed,
                                  progress=on_progress, prior=prior, check_cancel=ctx.check,
-                                 preview_view=_preview_frame(frames))
+                                 preview_view=_preview_frame(frames) if frames.is_clip else None)
     finally:
         services.release_diffusion(req.diffusion, ctx.device)
 
     stages.begin("save", "saving the avatar")
+    if not frames.is_clip:
+        avatar_id = _save(ctx, req, preset, head_model, frames.sources, frames.fit, result, main, warnings, stages,
+                          extra={"photos": {"count": n_train, "main": frames.views[0].name,
+                                            "settings": asdict(settings)}})
+        return {"avatar": avatar_id, "name": req.name, "splats": model.count,
+                "metrics": {k: round(float(v), 4) for k, v in result.metrics.items()},
+                "timings_s": stages.done(), "warnings": warnings}
     clip_report = {**frames.report, "settings": asdict(settings)}
     strip = None
     if frames.test_views:

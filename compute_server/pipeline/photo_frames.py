@@ -1,0 +1,60 @@
+"""Several photos of one person as the frames of a clip (issue 12: "each photo is a frame").
+
+Why: with a front, a left and a right photo, the old photo path trained every photo and its
+mirror image at full weight and painted the completion views from the first photo alone,
+also at full weight where a side photo had seen the real surface; where they disagreed the
+optimizer averaged them (a ghost of one photo's profile on another's side). The clip path
+already does what several real views need: completion only where no photo saw the surface,
+no mirrors of real views, and each view's expression and pose refined while training.
+Here the photos become that path's frames; the most frontal photo leads (it seeds the
+Gaussians' colours and the completion views), whatever order the user gave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..views.masks import head_region
+from ..views.records import TrainingView
+from ..views.surface import render_surface
+from .video_avatar import ClipFrames
+
+
+def frontal_order(cameras) -> np.ndarray:
+    """Indices of ``cameras`` (head-space extrinsics, the head pose folded in) from the most
+    frontal to the most turned: by how directly each looks along the head's -Z (the face's
+    normal, towards the back of the head)."""
+    forward_z = np.array([float(np.asarray(c.world_to_camera)[2, 2]) for c in cameras])
+    return np.argsort(forward_z, kind="stable")   # most negative: looking straight at the face
+
+
+def photo_training_frames(head_model, portraits: list, fit) -> ClipFrames:
+    """One TrainingView per photo (its fitted parameters and camera), most frontal first, with
+    the count of photos that saw each triangle; ``sources`` and ``fit`` follow that order."""
+    order = frontal_order([image.camera for image in fit.images])
+    portraits = [portraits[i] for i in order]
+    fit = replace(fit, images=[fit.images[i] for i in order])
+    faces = head_model.faces.cpu().numpy()
+    face_region = head_model.face_region.cpu().numpy()
+    seen = np.zeros(len(faces), np.int64)
+    views = []
+    from .avatar_create import _posed_vertices   # avatar_create imports this module at use
+
+    for i, portrait in enumerate(portraits):
+        params = fit.head_params(i)
+        vertices = _posed_vertices(head_model, params)
+        camera = fit.images[i].camera
+        surface = render_surface(vertices, faces, [camera])[0]
+        region = head_region(surface.mask, camera, vertices, faces, face_region, head_model.region_names)
+        mask = (portrait.matte * getattr(portrait, "valid", 1.0) * region).astype(np.float32)
+        views.append(TrainingView(image=portrait.image, mask=mask, camera=camera, head_params=params, weight=1.0,
+                                  normals=surface.normals_camera.astype(np.float32), kind="input",
+                                  name=portrait.name, meta={"photo": int(order[i])}))
+        seen_ids = surface.face_ids[surface.mask & (mask > 0.5)]
+        seen[np.unique(seen_ids[seen_ids >= 0])] += 1
+    warnings = [w for p in portraits for w in p.warnings]
+    return ClipFrames(views=views, sources=portraits, fit=fit, seen_faces=seen,
+                      report={"photos": len(portraits), "order": [int(i) for i in order]},
+                      warnings=warnings, is_clip=False)
