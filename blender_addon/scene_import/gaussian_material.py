@@ -22,8 +22,9 @@ depth, so EEVEE's depth of field and motion blur see what is behind the splats; 
 the material to Dithered (and raise the samples) for shots that need them
 (docs/user_guide.md).
 
-Colour: emission of ``gs_color`` (already scene-linear): under the Standard view
-transform EEVEE's output is the server's display-referred colour for opaque splats; the
+Colour: emission of ``hs_view_color`` (the display-referred SH colour from the posing
+tree), clamped at 0 and decoded from sRGB to scene-linear here, per pixel, so the
+depsgraph does not convert every splat each frame: under the Standard view transform EEVEE's output is the server's display-referred colour for opaque splats; the
 blend of overlapping translucent splats happens in linear light instead of the server's
 sRGB values, the one remaining difference (docs/user_guide.md).
 """
@@ -34,9 +35,10 @@ import bpy
 
 from . import gaussian_nodes
 
-MATERIAL_NAME = "HeadSplat Gaussians v1"
+MATERIAL_NAME = "HeadSplat Gaussians v2"  # v1 read scene-linear colours
 MAX_ALPHA = 0.999
 ALPHA_THRESHOLD = 1.0 / 255.0
+SRGB_KNEE = 0.04045
 
 
 class _Shader:
@@ -73,9 +75,29 @@ class _Shader:
         self.feed(node.inputs[1], b)
         return node.outputs["Value"]
 
+    def vmath(self, operation: str, a, b=None, c=None):
+        node = self.node("ShaderNodeVectorMath", operation=operation)
+        for socket, value in zip(node.inputs, (a, b, c)):
+            if value is not None:
+                self.feed(socket, value)
+        return node.outputs["Vector"]
+
     def instancer_attribute(self, name: str, output: str):
         node = self.node("ShaderNodeAttribute", attribute_type="INSTANCER", attribute_name=name)
         return node.outputs[output]
+
+
+def _srgb_to_linear(s: _Shader, rgb):
+    """The sRGB decoding of non-negative ``rgb`` with vector maths only (no per-channel
+    branch): with T = 0.04045,
+
+        linear = (min(c, T) - T) / 12.92 + ((max(c, T) + 0.055) / 1.055) ^ 2.4
+
+    is c / 12.92 below T and the power curve above (the two pieces meet at T)."""
+    low = s.vmath("MULTIPLY_ADD", s.vmath("MINIMUM", rgb, (SRGB_KNEE,) * 3), (1.0 / 12.92,) * 3,
+                  (-SRGB_KNEE / 12.92,) * 3)
+    base = s.vmath("MULTIPLY_ADD", s.vmath("MAXIMUM", rgb, (SRGB_KNEE,) * 3), (1.0 / 1.055,) * 3, (0.055 / 1.055,) * 3)
+    return s.vmath("ADD", low, s.vmath("POWER", base, (2.4,) * 3))
 
 
 def build_gaussian_material(name: str = MATERIAL_NAME):
@@ -99,7 +121,8 @@ def build_gaussian_material(name: str = MATERIAL_NAME):
     alpha = s.math("MULTIPLY", alpha, s.math("GREATER_THAN", alpha, ALPHA_THRESHOLD))
     alpha = s.math("MULTIPLY", alpha, s.math("SUBTRACT", 1.0, geometry.outputs["Backfacing"]))
     emission = s.node("ShaderNodeEmission")
-    s.feed(emission.inputs["Color"], s.instancer_attribute(gaussian_nodes.ATTR_VIEW_COLOR, "Color"))
+    s.feed(emission.inputs["Color"], _srgb_to_linear(s, s.vmath("MAXIMUM", s.instancer_attribute(
+        gaussian_nodes.ATTR_VIEW_COLOR, "Vector"), (0.0, 0.0, 0.0))))
     transparent = s.node("ShaderNodeBsdfTransparent")
     mix = s.node("ShaderNodeMixShader")
     s.feed(mix.inputs["Fac"], alpha)

@@ -1,28 +1,36 @@
 """The true-splat branch of the posing tree: one oriented box per Gaussian, instanced on
-the posed points, with the colour the server would give it from the scene camera.
+the splat points, with the colour the server would give it from the scene camera.
 
 Why a box and not a camera-facing quad: the material (gaussian_material.py) evaluates
 the 3D Gaussian along each pixel's ray, so any front face that covers the Gaussian's
 3-sigma ellipsoid draws the exact footprint, at any angle and anywhere in the frame
 (no billboard that faces the image plane, hence no wrong shape off-centre, and no quad
 seen edge-on that vanishes). The box is the unit cube of the Gaussian's whitened frame,
-scaled by EXTENT sigma: the instance transform's columns are the posed axes times their
-sigmas (k [t b n] times the static local rotation-times-scale ``hs_axis_*`` stored at
-import: no quaternion maths per frame), so the material's object coordinates are the
-whitened coordinates themselves.
-Back faces are culled so each ray meets one face.
+scaled by EXTENT sigma, so the material's object coordinates are the whitened
+coordinates themselves. Back faces are culled so each ray meets one face.
 
-Per point (before instancing), from the active camera seen in the splat object's space:
+Per head triangle (thousands, evaluated once per frame on the head's faces):
 
-    rel = position - camera location,  z = rel . camera forward
-    axis_i' = axis_i sqrt(1 + v / |axis_i|^2),  v = EPS2D cos(a) (z * pixel_angle)^2
+    F = [k t, k b, k n | centroid]      (geometry_nodes.py's triangle frame, as a transform)
+
+Per splat, in one field evaluation (a Capture Attribute of three fields):
+
+    posed = F (hs_face) hs_xform_local        ([R S | mean] local, stored at import: the
+                                              posed axes R S and mean in one product)
+    rel = mean - camera location,  z = rel . camera forward
+    growth_i = sqrt(1 + v / (k sigma_i)^2),  v = EPS2D cos(a) (z * pixel_angle)^2
              (gsplat's eps2d low-pass in 3D; a = angle off the optical axis, so the
-             blur's projected area is the server's)
-    colour = clamp0(hs_rgb + sum_k SH_k(unit(H^T rel)) hs_sh_k)   (degrees up to SH Degree)
-    hs_view_color = srgb_to_linear(colour)   (display-referred -> scene-linear, see the guide)
+             blur's projected area is the server's; 1/sigma_i^2 is hs_inv_sigma2)
+    colour = hs_rgb + sum_k SH_k(unit(H^T rel)) hs_sh_k   (degrees up to SH Degree;
+             display-referred: the material clamps it and converts it to linear)
+
+and the instance transform is posed diag(growth) (Scale Instances in local space).
+Everything but hs_alpha and the captured fields is dropped before instancing, so
+Instance on Points copies nothing the material does not read.
 
 ``pixel_angle`` (1 / focal length in pixels) comes from the tree's Pixel Angle input,
 which the add-on sets from the scene camera and resolution (``sync_pixel_angle``).
+Where the time goes per frame change and what was tried: docs/results.md (issue 14).
 """
 
 from __future__ import annotations
@@ -34,9 +42,12 @@ from . import splat_layout as layout
 
 EXTENT = 3.33  # gsplat's maximum extent in sigmas (raster_torch.MAX_EXTEND)
 EPS2D = 0.3  # px^2 added to each projected covariance by the server's rasterizer
-MIN_SCALE = 1e-7
-ATTR_VIEW_COLOR = "hs_view_color"  # the instances' colour (scene-linear); opacity is hs_alpha
+ATTR_VIEW_COLOR = "hs_view_color"  # the instances' colour (display-referred); opacity is hs_alpha
 ATTR_OPACITY = layout.ATTR_ALPHA
+# every named attribute of the splat points but the opacity (hs_alpha), dropped before
+# instancing so that Instance on Points copies nothing the material does not read
+DROPPED_BEFORE_INSTANCING = ("hs_sh_*", "hs_v*", "hs_f*", "hs_m*", "hs_q*", "hs_l*", "hs_r*", "hs_c*", "hs_x*",
+                             "hs_i*")
 
 SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
@@ -67,25 +78,21 @@ def _sh_bases(b, x, y, z):
 
 def _view_colour(b, rel_object, sh_degree):
     """Display-referred colour of each splat seen along ``rel_object`` (camera -> mean,
-    splat object space = armature space; head space is BLENDER_TO_HEAD of it)."""
+    splat object space = armature space; head space is BLENDER_TO_HEAD of it), before
+    the clamp at 0 and the sRGB-to-linear conversion (the material does both per pixel,
+    at no cost to the depsgraph)."""
     split = b.node("ShaderNodeSeparateXYZ")
-    b.link(rel_object, split, "Vector")
-    head_dir = b.node("ShaderNodeCombineXYZ")  # head = (x_b, z_b, -y_b)
-    b.link(split.outputs["X"], head_dir, "X")
-    b.link(split.outputs["Z"], head_dir, "Y")
-    b.link(b.math("MULTIPLY", split.outputs["Y"], -1.0), head_dir, "Z")
-    unit = b.node("ShaderNodeSeparateXYZ")
-    b.link(b.vmath("NORMALIZE", head_dir.outputs[0]), unit, "Vector")
-    bands = _sh_bases(b, unit.outputs["X"], unit.outputs["Y"], unit.outputs["Z"])
+    b.link(b.vmath("NORMALIZE", rel_object), split, "Vector")
+    # head = (x_b, z_b, -y_b)
+    head_x, head_y, head_z = split.outputs["X"], split.outputs["Z"], b.math("MULTIPLY", split.outputs["Y"], -1.0)
+    bands = _sh_bases(b, head_x, head_y, head_z)
     colour = b.attribute(layout.ATTR_RGB, "FLOAT_VECTOR")
     k = 1
     for degree, band in enumerate(bands, start=1):
-        band_sum = None
+        with_band = colour
         for basis in band:
-            term = b.vmath("SCALE", b.attribute(layout.sh_attribute(k), "FLOAT_VECTOR"), scale=basis)
-            band_sum = term if band_sum is None else b.vmath("ADD", band_sum, term)
+            with_band = b.vmath("MULTIPLY_ADD", b.attribute(layout.sh_attribute(k), "FLOAT_VECTOR"), basis, with_band)
             k += 1
-        with_band = b.vmath("ADD", colour, band_sum)
         use_band = b.node("ShaderNodeMath", operation="GREATER_THAN")
         b.link(sh_degree, use_band, 0)
         use_band.inputs[1].default_value = degree - 0.5
@@ -94,47 +101,57 @@ def _view_colour(b, rel_object, sh_degree):
         b.link(colour, switch, "False")
         b.link(with_band, switch, "True")
         colour = switch.outputs[0]
-    return b.vmath("MAXIMUM", colour, (0.0, 0.0, 0.0))
+    return colour
 
 
-def _srgb_to_linear(b, rgb):
-    """Per channel: c / 12.92 below 0.04045, ((c + 0.055) / 1.055) ^ 2.4 above."""
-    low = b.vmath("SCALE", rgb, scale=1.0 / 12.92)
-    high = b.vmath("POWER", b.vmath("SCALE", b.vmath("ADD", rgb, (0.055,) * 3), scale=1.0 / 1.055), (2.4,) * 3)
-    split_rgb, split_low, split_high = (b.node("ShaderNodeSeparateXYZ") for _ in range(3))
-    for node, value in ((split_rgb, rgb), (split_low, low), (split_high, high)):
-        b.link(value, node, "Vector")
-    out = b.node("ShaderNodeCombineXYZ")
-    for axis in "XYZ":
-        is_high = b.math("GREATER_THAN", split_rgb.outputs[axis], 0.04045)
-        mix = b.node("ShaderNodeMix", data_type="FLOAT")
-        b.link(is_high, mix, "Factor")
-        b.link(split_low.outputs[axis], mix, 2)
-        b.link(split_high.outputs[axis], mix, 3)
-        b.link(mix.outputs[0], out, axis)
-    return out.outputs[0]
+def _frame_transform(b, corners):
+    """F = [k t, k b, k n | centroid] of each point's bound triangle (the module
+    docstring of geometry_nodes.py), as one transform: rotation [t b n] from the edge
+    and the normal, uniform scale k, translation the centroid."""
+    p0, p1, p2 = corners
+    e0 = b.vmath("SUBTRACT", p1, p0)
+    cross = b.vmath("CROSS_PRODUCT", e0, b.vmath("SUBTRACT", p2, p0))
+    len0 = b.vmath("LENGTH", e0)
+    k = b.math("MULTIPLY", b.math("ADD", len0, b.math("DIVIDE", b.vmath("LENGTH", cross),
+                                                      b.math("MAXIMUM", len0, 1e-12))), 0.5)
+    rotation = b.node("FunctionNodeAxesToRotation", primary_axis="Z", secondary_axis="X")
+    b.link(cross, rotation, "Primary Axis")
+    b.link(e0, rotation, "Secondary Axis")
+    frame = b.node("FunctionNodeCombineTransform")
+    b.link(b.vmath("SCALE", b.vmath("ADD", b.vmath("ADD", p0, p1), p2), scale=1.0 / 3.0), frame, "Translation")
+    b.link(rotation.outputs[0], frame, "Rotation")
+    b.link(k, frame, "Scale")
+    return frame.outputs[0], k
 
 
-def _posed_axes(b, frames):
-    """The Gaussian's three axes scaled by its sigmas, posed: k [t b n] hs_axis_i (static
-    local rotation times scale from import, so no rotation maths per frame)."""
-    _, tangent, bitangent, normal, k = frames
-    axes = []
-    for i in range(3):
-        local = b.node("ShaderNodeSeparateXYZ")
-        b.link(b.attribute(layout.axis_attribute(i), "FLOAT_VECTOR"), local, "Vector")
-        along = b.vmath("ADD", b.vmath("ADD", b.vmath("SCALE", tangent, scale=local.outputs["X"]),
-                                       b.vmath("SCALE", bitangent, scale=local.outputs["Y"])),
-                        b.vmath("SCALE", normal, scale=local.outputs["Z"]))
-        axes.append(b.vmath("SCALE", along, scale=k))
-    return axes
+def _matmul(b, left, right):
+    node = b.node("FunctionNodeMatrixMultiply")
+    b.link(left, node, 0)
+    b.link(right, node, 1)
+    return node.outputs[0]
 
 
-def _blurred(b, axis, blur_variance):
-    """The axis lengthened so its variance grows by ``blur_variance``: a (1 + v / |a|^2)^0.5."""
-    length2 = b.vmath("DOT_PRODUCT", axis, axis)
-    grow = b.math("SQRT", b.math("ADD", 1.0, b.math("DIVIDE", blur_variance, b.math("MAXIMUM", length2, 1e-30))))
-    return b.vmath("SCALE", axis, scale=grow)
+def _blur_growth(b, mean, k, pixel_angle):
+    """Per posed axis i, sqrt(1 + v / (k sigma_i)^2): the axis lengthened so its variance
+    grows by the blur variance v (|axis_i| = k sigma_i, as [t b n] is orthonormal), with
+
+        v / k^2 = EPS2D pixel_angle^2 depth^3 / (|rel| k^2)
+
+    (module docstring; the Math node's division is safe, 0 where |rel| k^2 is 0)."""
+    location, forward = _camera(b)
+    rel = b.vmath("SUBTRACT", mean, location)
+    depth = b.vmath("DOT_PRODUCT", rel, forward)
+    blur_scale = b.math("MULTIPLY", b.math("MULTIPLY", pixel_angle, pixel_angle), EPS2D)  # one value
+    depth3 = b.math("MULTIPLY", b.math("MULTIPLY", depth, depth), depth)
+    variance_over_k2 = b.math("MULTIPLY", b.math("DIVIDE", depth3, b.math("MULTIPLY", b.vmath("LENGTH", rel),
+                                                                          b.math("MULTIPLY", k, k))), blur_scale)
+    grown = b.node("ShaderNodeSeparateXYZ")
+    b.link(b.vmath("MULTIPLY_ADD", b.attribute(layout.ATTR_INV_SIGMA2, "FLOAT_VECTOR"), variance_over_k2,
+                   (1.0, 1.0, 1.0)), grown, "Vector")
+    growth = b.node("ShaderNodeCombineXYZ")
+    for axis in "XYZ":  # scalar square roots: the vector POWER is several times slower
+        b.link(b.math("SQRT", grown.outputs[axis]), growth, axis)
+    return growth.outputs[0]
 
 
 def _camera(b):
@@ -147,55 +164,85 @@ def _camera(b):
     return camera.outputs["Location"], forward.outputs[0]
 
 
-def _blur_variance(b, mean, pixel_angle):
-    """v = EPS2D cos(a) (z pixel_angle)^2 at the posed mean (see the module docstring)."""
-    location, forward = _camera(b)
-    rel = b.vmath("SUBTRACT", mean, location)
-    depth = b.vmath("DOT_PRODUCT", rel, forward)
-    footprint = b.math("MULTIPLY", depth, pixel_angle)
-    # an isotropic 3D blur projects radially stretched by 1 / cos(off-axis angle): scaling
-    # its variance by cos keeps the blurred footprint's area at the server's
-    cos_off_axis = b.math("DIVIDE", depth, b.math("MAXIMUM", b.vmath("LENGTH", rel), 1e-12))
-    return b.math("MULTIPLY", b.math("MULTIPLY", footprint, footprint), b.math("MULTIPLY", cos_off_axis, EPS2D))
+def _face_frames(b, head_geometry):
+    """(frame, k) of each head triangle, evaluated on the head's faces (thousands, not
+    one per splat): corner j of the face is its j-th loop, the order of the rig's faces
+    that the splats' corner indices come from."""
+    corners = []
+    for j in range(3):
+        corner = b.node("GeometryNodeCornersOfFace")
+        corner.inputs["Sort Index"].default_value = j
+        vertex = b.node("GeometryNodeVertexOfCorner")
+        b.link(corner.outputs["Corner Index"], vertex, "Corner Index")
+        sample = b.node("GeometryNodeSampleIndex", data_type="FLOAT_VECTOR", domain="POINT")
+        b.link(head_geometry, sample, "Geometry")
+        b.link(b.node("GeometryNodeInputPosition").outputs[0], sample, "Value")
+        b.link(vertex.outputs[0], sample, "Index")
+        corners.append(sample.outputs[0])
+    return _frame_transform(b, corners)
 
 
-def gaussian_instances(b, points, frames, mean, *, pixel_angle, sh_degree, material):
-    """Instances of the Gaussian box on ``points`` (the splat points, not yet posed);
-    ``frames`` are the triangle-frame fields (geometry_nodes._triangle_frames) and ``mean``
-    the posed-mean field; -> the instances socket.
+def _per_splat(b, head_geometry, face_field, data_type: str):
+    """``face_field`` (on the head's faces) at each splat's bound face (hs_face)."""
+    sample = b.node("GeometryNodeSampleIndex", data_type=data_type, domain="FACE")
+    b.link(head_geometry, sample, "Geometry")
+    b.link(face_field, sample, "Value")
+    b.link(b.attribute(layout.ATTR_FACE, "INT"), sample, "Index")
+    return sample.outputs[0]
 
-    One field evaluation on the instances gives the whole transform [a0 a1 a2 | mean]
-    (a_i the posed, blurred axes: rotation times sigma), so the triangle frames are
-    sampled once; the box's own coordinates are then the whitened ones."""
+
+def gaussian_instances(b, points, head_geometry, *, pixel_angle, sh_degree, material):
+    """Instances of the Gaussian box on ``points`` (the splat points, not yet posed),
+    posed from ``head_geometry`` (the evaluated head mesh); -> the instances socket.
+
+    The triangle frames are built once per head face and sampled by each splat's face.
+    One field evaluation on the points (a Capture Attribute of three fields) gives the
+    posed transform F [R S | mean], the blur's growth of each axis and the colour: the
+    posed axes and mean come from one matrix product, and the SH coefficients are read
+    where they are stored instead of being copied to the instances (every named
+    attribute but the opacity is dropped before instancing)."""
+    face_frame, face_k = _face_frames(b, head_geometry)
+    frame = _per_splat(b, head_geometry, face_frame, "FLOAT4X4")
+    k = _per_splat(b, head_geometry, face_k, "FLOAT")
+    posed = _matmul(b, frame, b.attribute(layout.ATTR_XFORM_LOCAL, "FLOAT4X4"))
+    mean = b.node("FunctionNodeTransformPoint")
+    mean.inputs["Vector"].default_value = (0.0, 0.0, 0.0)
+    b.link(posed, mean, "Transform")
+    mean = mean.outputs[0]
+    location, _ = _camera(b)
+
+    capture = b.node("GeometryNodeCaptureAttribute", domain="POINT")
+    fields = {"Transform": ("MATRIX", posed), "Growth": ("VECTOR", _blur_growth(b, mean, k, pixel_angle)),
+              "Colour": ("VECTOR", _view_colour(b, b.vmath("SUBTRACT", mean, location), sh_degree))}
+    for name, (socket_type, _) in fields.items():
+        capture.capture_items.new(socket_type, name)
+    b.link(points, capture, "Geometry")
+    for name, (_, field) in fields.items():
+        b.link(field, capture, name)
+    geometry = capture.outputs["Geometry"]
+    for pattern in DROPPED_BEFORE_INSTANCING:
+        geometry = b.remove_attributes(geometry, pattern)
+
     box = b.node("GeometryNodeMeshCube")
     box.inputs["Size"].default_value = (2 * EXTENT,) * 3
     box_material = b.node("GeometryNodeSetMaterial")
     b.link(box.outputs["Mesh"], box_material, "Geometry")
     b.link(material, box_material, "Material")
     instance = b.node("GeometryNodeInstanceOnPoints")
-    b.link(points, instance, "Points")
+    b.link(geometry, instance, "Points")
     b.link(box_material.outputs[0], instance, "Instance")
-
-    blur_variance = _blur_variance(b, mean, pixel_angle)
-    matrix = b.node("FunctionNodeCombineMatrix")
-    columns = [_blurred(b, axis, blur_variance) for axis in _posed_axes(b, frames)] + [mean]
-    for column, vector in enumerate(columns, start=1):
-        split = b.node("ShaderNodeSeparateXYZ")
-        b.link(vector, split, "Vector")
-        for row, name in enumerate("XYZ", start=1):
-            b.link(split.outputs[name], matrix, f"Column {column} Row {row}")
-        matrix.inputs[f"Column {column} Row 4"].default_value = 1.0 if column == 4 else 0.0
-    transform = b.node("GeometryNodeSetInstanceTransform")
-    b.link(instance.outputs[0], transform, "Instances")
-    b.link(matrix.outputs[0], transform, "Transform")
-
-    # the colour seen from the camera, at each instance's (posed) position
-    location, _ = _camera(b)
-    rel = b.vmath("SUBTRACT", b.node("GeometryNodeInputPosition").outputs[0], location)
+    set_transform = b.node("GeometryNodeSetInstanceTransform")
+    b.link(instance.outputs[0], set_transform, "Instances")
+    b.link(capture.outputs["Transform"], set_transform, "Transform")
+    # the blur scales each posed axis: the box's own axes (local space)
+    blur = b.node("GeometryNodeScaleInstances")
+    blur.inputs["Local Space"].default_value = True
+    b.link(set_transform.outputs[0], blur, "Instances")
+    b.link(capture.outputs["Growth"], blur, "Scale")
     store = b.node("GeometryNodeStoreNamedAttribute", data_type="FLOAT_VECTOR", domain="INSTANCE")
     store.inputs["Name"].default_value = ATTR_VIEW_COLOR
-    b.link(transform.outputs[0], store, "Geometry")
-    b.link(_srgb_to_linear(b, _view_colour(b, rel, sh_degree)), store, "Value")
+    b.link(blur.outputs[0], store, "Geometry")
+    b.link(capture.outputs["Colour"], store, "Value")
     return store.outputs[0]
 
 

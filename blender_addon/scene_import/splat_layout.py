@@ -44,9 +44,13 @@ ATTR_LOD = "hs_lod"
 # coefficients as one RGB vector per basis function (hs_sh_1..hs_sh_15, head space): the
 # true-splat tree adds the view-dependent terms from the camera direction.
 ATTR_RGB = "hs_rgb"
-# Each Gaussian's local rotation times its local scale, column i (triangle-local units):
-# the true splats pose these three axes with the triangle frame.
-ATTR_AXES = ("hs_axis_0", "hs_axis_1", "hs_axis_2")
+# Each Gaussian's local transform [R S | mean] (R S: local rotation times local scale;
+# triangle-local units) as one 4x4 matrix: the true splats pose it with one matrix
+# product by the triangle frame [k t, k b, k n | centroid].
+ATTR_XFORM_LOCAL = "hs_xform_local"
+# 1 / sigma_i^2 of the local scales: the eps2d blur's growth of each posed axis.
+ATTR_INV_SIGMA2 = "hs_inv_sigma2"
+MAX_INV_SIGMA2 = 1e30  # float32-safe for splats of (near) zero scale
 # Written by the posing tree on its output (evaluated geometry only).
 ATTR_POSED_ROTATION = "hs_rotation"
 ATTR_POSED_SCALE = "hs_scale"
@@ -54,19 +58,33 @@ ATTR_POSED_SCALE = "hs_scale"
 _H = camera_mod.HEAD_TO_BLENDER[:3, :3]
 
 
-def axis_attribute(i: int) -> str:
-    return ATTR_AXES[i]
+def local_transforms(quats_local: np.ndarray, log_scales_local: np.ndarray, means_local: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) float32 [R S | mean]: column i of R S is the local rotation's axis i
+    times exp(log scale i)."""
+    n = len(quats_local)
+    transforms = np.zeros((n, 4, 4), np.float64)
+    transforms[:, :3, :3] = rotations.quat_to_matrix(quats_local) * np.exp(
+        log_scales_local.astype(np.float64))[:, None, :]
+    transforms[:, :3, 3] = means_local
+    transforms[:, 3, 3] = 1.0
+    return transforms.astype(np.float32)
 
 
-def local_axes(quats_local: np.ndarray, log_scales_local: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) float32: column i = local rotation's axis i times exp(log scale i)."""
-    return (rotations.quat_to_matrix(quats_local) * np.exp(log_scales_local.astype(np.float64))[:, None, :]
-            ).astype(np.float32)
+def matrix_attribute_values(matrices: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) -> (N, 16) in the order Blender's FLOAT4X4 attributes store (column-major)."""
+    return np.ascontiguousarray(np.transpose(matrices, (0, 2, 1)).reshape(len(matrices), 16), np.float32)
 
 
 def sh_attribute(k: int) -> str:
     """The attribute holding SH coefficient ``k`` (1..15) of every splat, as (r, g, b)."""
     return f"hs_sh_{k}"
+
+
+def inverse_variances(log_scales_local: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 1 / sigma_i^2 of the local scales, capped at MAX_INV_SIGMA2."""
+    return np.minimum(np.exp(-2.0 * log_scales_local.astype(np.float64)), MAX_INV_SIGMA2).astype(np.float32)
+
+
 _H_QUAT = rotations.matrix_to_quat(_H)
 
 
@@ -74,7 +92,8 @@ _H_QUAT = rotations.matrix_to_quat(_H)
 class SplatPoints:
     """positions: (N, 3) float32 rest means in object space.
     attributes: name -> (Blender attribute type, array (N,) or (N, C)); types are FLOAT,
-    INT, FLOAT_VECTOR, FLOAT_COLOR (RGBA) and QUATERNION (w, x, y, z)."""
+    INT, FLOAT_VECTOR, FLOAT_COLOR (RGBA), QUATERNION (w, x, y, z) and FLOAT4X4 (16,
+    column-major: ``matrix_attribute_values``)."""
 
     positions: np.ndarray
     attributes: dict[str, tuple[str, np.ndarray]]
@@ -161,9 +180,9 @@ def splat_points(splats: splat_format.LocalSplats, rest_vertices: np.ndarray, fa
     rgba = np.ones((splats.count, 4), np.float32)
     rgba[:, :3] = srgb_to_linear(splat_format.sh_dc_to_rgb(splats.sh_dc))
     attributes[ATTR_COLOR] = ("FLOAT_COLOR", rgba)
-    axes = local_axes(splats.quats_local, splats.log_scales_local)
-    for i, name in enumerate(ATTR_AXES):
-        attributes[name] = ("FLOAT_VECTOR", np.ascontiguousarray(axes[:, :, i]))
+    attributes[ATTR_XFORM_LOCAL] = ("FLOAT4X4", matrix_attribute_values(local_transforms(
+        splats.quats_local, splats.log_scales_local, splats.means_local)))
+    attributes[ATTR_INV_SIGMA2] = ("FLOAT_VECTOR", inverse_variances(splats.log_scales_local))
     attributes[ATTR_RGB] = ("FLOAT_VECTOR", (splat_format.SH_C0 * splats.sh_dc + 0.5).astype(np.float32))
     for k in range(1, splats.sh_rest.shape[1] + 1):
         attributes[sh_attribute(k)] = ("FLOAT_VECTOR", np.ascontiguousarray(splats.sh_rest[:, k - 1], np.float32))
