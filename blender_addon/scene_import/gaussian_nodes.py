@@ -42,86 +42,38 @@ from . import splat_layout as layout
 
 EXTENT = 3.33  # gsplat's maximum extent in sigmas (raster_torch.MAX_EXTEND)
 EPS2D = 0.3  # px^2 added to each projected covariance by the server's rasterizer
-ATTR_VIEW_COLOR = "hs_view_color"  # the instances' colour (display-referred); opacity is hs_alpha
-ATTR_OPACITY = layout.ATTR_ALPHA
-# every named attribute of the splat points but the opacity (hs_alpha), dropped before
-# instancing so that Instance on Points copies nothing the material does not read
-DROPPED_BEFORE_INSTANCING = ("hs_sh_*", "hs_v*", "hs_f*", "hs_m*", "hs_q*", "hs_l*", "hs_r*", "hs_c*", "hs_x*",
-                             "hs_i*")
-
-SH_C1 = 0.4886025119029199
-SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
-         -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
-
-
-def _sh_bases(b, x, y, z):
-    """Basis values (node outputs) of bands 1..3 at the unit head-space direction (x, y, z),
-    in the 3DGS/gsplat order (compute_server.splats.sh.sh_basis)."""
-    m, mul = b.math, (lambda p, q: b.math("MULTIPLY", p, q))
-    xx, yy, zz = mul(x, x), mul(y, y), mul(z, z)
-    xy, yz, xz = mul(x, y), mul(y, z), mul(x, z)
-    band1 = [mul(y, -SH_C1), mul(z, SH_C1), mul(x, -SH_C1)]
-    zz2_xx_yy = m("SUBTRACT", m("SUBTRACT", mul(zz, 2.0), xx), yy)
-    xx_yy = m("SUBTRACT", xx, yy)
-    band2 = [mul(xy, SH_C2[0]), mul(yz, SH_C2[1]), mul(zz2_xx_yy, SH_C2[2]), mul(xz, SH_C2[3]), mul(xx_yy, SH_C2[4])]
-    zz4_xx_yy = m("SUBTRACT", m("SUBTRACT", mul(zz, 4.0), xx), yy)
-    band3 = [mul(mul(y, m("SUBTRACT", mul(xx, 3.0), yy)), SH_C3[0]),
-             mul(mul(xy, z), SH_C3[1]),
-             mul(mul(y, zz4_xx_yy), SH_C3[2]),
-             mul(mul(z, m("SUBTRACT", mul(zz, 2.0), mul(m("ADD", xx, yy), 3.0))), SH_C3[3]),
-             mul(mul(x, zz4_xx_yy), SH_C3[4]),
-             mul(mul(z, xx_yy), SH_C3[5]),
-             mul(mul(x, m("SUBTRACT", xx, mul(yy, 3.0))), SH_C3[6])]
-    return [band1, band2, band3]
-
-
-def _view_colour(b, rel_object, sh_degree):
-    """Display-referred colour of each splat seen along ``rel_object`` (camera -> mean,
-    splat object space = armature space; head space is BLENDER_TO_HEAD of it), before
-    the clamp at 0 and the sRGB-to-linear conversion (the material does both per pixel,
-    at no cost to the depsgraph)."""
-    split = b.node("ShaderNodeSeparateXYZ")
-    b.link(b.vmath("NORMALIZE", rel_object), split, "Vector")
-    # head = (x_b, z_b, -y_b)
-    head_x, head_y, head_z = split.outputs["X"], split.outputs["Z"], b.math("MULTIPLY", split.outputs["Y"], -1.0)
-    bands = _sh_bases(b, head_x, head_y, head_z)
-    colour = b.attribute(layout.ATTR_RGB, "FLOAT_VECTOR")
-    k = 1
-    for degree, band in enumerate(bands, start=1):
-        with_band = colour
-        for basis in band:
-            with_band = b.vmath("MULTIPLY_ADD", b.attribute(layout.sh_attribute(k), "FLOAT_VECTOR"), basis, with_band)
-            k += 1
-        use_band = b.node("ShaderNodeMath", operation="GREATER_THAN")
-        b.link(sh_degree, use_band, 0)
-        use_band.inputs[1].default_value = degree - 0.5
-        switch = b.node("GeometryNodeSwitch", input_type="VECTOR")
-        b.link(use_band.outputs[0], switch, "Switch")
-        b.link(colour, switch, "False")
-        b.link(with_band, switch, "True")
-        colour = switch.outputs[0]
-    return colour
+# read by the material: per Gaussian (instance attributes) the colour and opacity and
+# the packed SH coefficients; on the box's vertices (the same for every Gaussian) the
+# rows of the world-to-head rotation and the SH degree
+ATTR_RGBA = layout.ATTR_RGBA
+ATTR_SH_PACKS = layout.ATTR_SH_PACKS
+ATTR_VIEW_TO_HEAD = ("hs_view_to_head_0", "hs_view_to_head_1", "hs_view_to_head_2")
+ATTR_SH_DEGREE = "hs_sh_degree"
+# every other named attribute of the splat points, dropped before instancing so that
+# Instance on Points copies nothing the material does not read
+DROPPED_BEFORE_INSTANCING = ("hs_v*", "hs_m*", "hs_q*", "hs_l*", "hs_radius*", "hs_c*", "hs_alpha")
 
 
 def _frame_transform(b, corners):
-    """F = [k t, k b, k n | centroid] of each point's bound triangle (the module
-    docstring of geometry_nodes.py), as one transform: rotation [t b n] from the edge
-    and the normal, uniform scale k, translation the centroid."""
+    """F = [k t, k b, k n | centroid] of each bound triangle (the module docstring of
+    geometry_nodes.py), built column by column (no rotation type: cheaper per face)."""
     p0, p1, p2 = corners
     e0 = b.vmath("SUBTRACT", p1, p0)
     cross = b.vmath("CROSS_PRODUCT", e0, b.vmath("SUBTRACT", p2, p0))
     len0 = b.vmath("LENGTH", e0)
-    k = b.math("MULTIPLY", b.math("ADD", len0, b.math("DIVIDE", b.vmath("LENGTH", cross),
-                                                      b.math("MAXIMUM", len0, 1e-12))), 0.5)
-    rotation = b.node("FunctionNodeAxesToRotation", primary_axis="Z", secondary_axis="X")
-    b.link(cross, rotation, "Primary Axis")
-    b.link(e0, rotation, "Secondary Axis")
-    frame = b.node("FunctionNodeCombineTransform")
-    b.link(b.vmath("SCALE", b.vmath("ADD", b.vmath("ADD", p0, p1), p2), scale=1.0 / 3.0), frame, "Translation")
-    b.link(rotation.outputs[0], frame, "Rotation")
-    b.link(k, frame, "Scale")
-    return frame.outputs[0], k
+    k = b.math("MULTIPLY", b.math("ADD", len0, b.math("DIVIDE", b.vmath("LENGTH", cross), len0)), 0.5)
+    tangent, normal = b.vmath("NORMALIZE", e0), b.vmath("NORMALIZE", cross)
+    columns = [tangent, b.vmath("CROSS_PRODUCT", normal, tangent), normal]
+    columns = [b.vmath("SCALE", column, scale=k) for column in columns]
+    columns.append(b.vmath("SCALE", b.vmath("ADD", b.vmath("ADD", p0, p1), p2), scale=1.0 / 3.0))
+    frame = b.node("FunctionNodeCombineMatrix")
+    for column, vector in enumerate(columns, start=1):
+        split = b.node("ShaderNodeSeparateXYZ")
+        b.link(vector, split, "Vector")
+        for row, axis in enumerate("XYZ", start=1):
+            b.link(split.outputs[axis], frame, f"Column {column} Row {row}")
+        frame.inputs[f"Column {column} Row 4"].default_value = 1.0 if column == 4 else 0.0
+    return frame.outputs[0]
 
 
 def _matmul(b, left, right):
@@ -131,7 +83,7 @@ def _matmul(b, left, right):
     return node.outputs[0]
 
 
-def _blur_growth(b, mean, k, pixel_angle):
+def _blur_growth(b, mean, k2, pixel_angle):
     """Per posed axis i, sqrt(1 + v / (k sigma_i)^2): the axis lengthened so its variance
     grows by the blur variance v (|axis_i| = k sigma_i, as [t b n] is orthonormal), with
 
@@ -143,8 +95,8 @@ def _blur_growth(b, mean, k, pixel_angle):
     depth = b.vmath("DOT_PRODUCT", rel, forward)
     blur_scale = b.math("MULTIPLY", b.math("MULTIPLY", pixel_angle, pixel_angle), EPS2D)  # one value
     depth3 = b.math("MULTIPLY", b.math("MULTIPLY", depth, depth), depth)
-    variance_over_k2 = b.math("MULTIPLY", b.math("DIVIDE", depth3, b.math("MULTIPLY", b.vmath("LENGTH", rel),
-                                                                          b.math("MULTIPLY", k, k))), blur_scale)
+    variance_over_k2 = b.math("MULTIPLY", b.math("DIVIDE", depth3, b.math("MULTIPLY", b.vmath("LENGTH", rel), k2)),
+                                blur_scale)
     grown = b.node("ShaderNodeSeparateXYZ")
     b.link(b.vmath("MULTIPLY_ADD", b.attribute(layout.ATTR_INV_SIGMA2, "FLOAT_VECTOR"), variance_over_k2,
                    (1.0, 1.0, 1.0)), grown, "Vector")
@@ -191,59 +143,87 @@ def _per_splat(b, head_geometry, face_field, data_type: str):
     return sample.outputs[0]
 
 
+def _view_to_head(b):
+    """B2H W^-1 (3x3, as a matrix node): a world-space direction -> head space, W the
+    splat object's world matrix (the material rotates the camera-to-mean direction
+    with it before evaluating the SH)."""
+    own = b.node("GeometryNodeObjectInfo", transform_space="ORIGINAL")
+    b.link(b.node("GeometryNodeSelfObject").outputs[0], own, "Object")
+    inverse = b.node("FunctionNodeInvertMatrix")
+    b.link(own.outputs["Transform"], inverse, "Matrix")
+    to_head = b.node("FunctionNodeCombineMatrix")
+    for row in range(4):
+        for column in range(4):
+            to_head.inputs[f"Column {column + 1} Row {row + 1}"].default_value = float(
+                camera_mod.BLENDER_TO_HEAD[row, column])
+    return _matmul(b, to_head.outputs[0], inverse.outputs[0])
+
+
+def _box(b, *, sh_degree, material):
+    """The instanced box, carrying on its vertices what every Gaussian shares this
+    frame: the rows of B2H W^-1 (``ATTR_VIEW_TO_HEAD``) and the SH degree."""
+    box = b.node("GeometryNodeMeshCube")
+    box.inputs["Size"].default_value = (2 * EXTENT,) * 3
+    geometry = box.outputs["Mesh"]
+    rows = b.node("FunctionNodeSeparateMatrix")
+    b.link(_view_to_head(b), rows, "Matrix")
+    for row, name in enumerate(ATTR_VIEW_TO_HEAD, start=1):
+        store = b.node("GeometryNodeStoreNamedAttribute", data_type="FLOAT_VECTOR", domain="POINT")
+        store.inputs["Name"].default_value = name
+        b.link(geometry, store, "Geometry")
+        vector = b.node("ShaderNodeCombineXYZ")
+        for column, axis in enumerate("XYZ", start=1):
+            b.link(rows.outputs[f"Column {column} Row {row}"], vector, axis)
+        b.link(vector.outputs[0], store, "Value")
+        geometry = store.outputs[0]
+    degree = b.node("GeometryNodeStoreNamedAttribute", data_type="FLOAT", domain="POINT")
+    degree.inputs["Name"].default_value = ATTR_SH_DEGREE
+    b.link(geometry, degree, "Geometry")
+    b.link(sh_degree, degree, "Value")
+    box_material = b.node("GeometryNodeSetMaterial")
+    b.link(degree.outputs[0], box_material, "Geometry")
+    b.link(material, box_material, "Material")
+    return box_material.outputs[0]
+
+
 def gaussian_instances(b, points, head_geometry, *, pixel_angle, sh_degree, material):
     """Instances of the Gaussian box on ``points`` (the splat points, not yet posed),
     posed from ``head_geometry`` (the evaluated head mesh); -> the instances socket.
 
     The triangle frames are built once per head face and sampled by each splat's face.
-    One field evaluation on the points (a Capture Attribute of three fields) gives the
-    posed transform F [R S | mean], the blur's growth of each axis and the colour: the
-    posed axes and mean come from one matrix product, and the SH coefficients are read
-    where they are stored instead of being copied to the instances (every named
-    attribute but the opacity is dropped before instancing)."""
-    face_frame, face_k = _face_frames(b, head_geometry)
-    frame = _per_splat(b, head_geometry, face_frame, "FLOAT4X4")
-    k = _per_splat(b, head_geometry, face_k, "FLOAT")
-    posed = _matmul(b, frame, b.attribute(layout.ATTR_XFORM_LOCAL, "FLOAT4X4"))
-    mean = b.node("FunctionNodeTransformPoint")
-    mean.inputs["Vector"].default_value = (0.0, 0.0, 0.0)
-    b.link(posed, mean, "Transform")
-    mean = mean.outputs[0]
-    location, _ = _camera(b)
-
-    capture = b.node("GeometryNodeCaptureAttribute", domain="POINT")
-    fields = {"Transform": ("MATRIX", posed), "Growth": ("VECTOR", _blur_growth(b, mean, k, pixel_angle)),
-              "Colour": ("VECTOR", _view_colour(b, b.vmath("SUBTRACT", mean, location), sh_degree))}
-    for name, (socket_type, _) in fields.items():
-        capture.capture_items.new(socket_type, name)
-    b.link(points, capture, "Geometry")
-    for name, (_, field) in fields.items():
-        b.link(field, capture, name)
-    geometry = capture.outputs["Geometry"]
+    One field evaluation on the points (a Capture Attribute of two fields) gives the
+    posed transform F [R S | mean] (one matrix product) and the blur's growth of each
+    axis. The colour is the material's work (it knows the view); the instances carry
+    only what it reads (hs_rgba and the packed SH coefficients): every other named
+    attribute is dropped before instancing, so Instance on Points copies nothing more."""
+    geometry = points
     for pattern in DROPPED_BEFORE_INSTANCING:
         geometry = b.remove_attributes(geometry, pattern)
-
-    box = b.node("GeometryNodeMeshCube")
-    box.inputs["Size"].default_value = (2 * EXTENT,) * 3
-    box_material = b.node("GeometryNodeSetMaterial")
-    b.link(box.outputs["Mesh"], box_material, "Geometry")
-    b.link(material, box_material, "Material")
     instance = b.node("GeometryNodeInstanceOnPoints")
     b.link(geometry, instance, "Points")
-    b.link(box_material.outputs[0], instance, "Instance")
+    b.link(_box(b, sh_degree=sh_degree, material=material), instance, "Instance")
+
+    frame = _per_splat(b, head_geometry, _face_frames(b, head_geometry), "FLOAT4X4")
     set_transform = b.node("GeometryNodeSetInstanceTransform")
     b.link(instance.outputs[0], set_transform, "Instances")
-    b.link(capture.outputs["Transform"], set_transform, "Transform")
+    b.link(_matmul(b, frame, b.attribute(layout.ATTR_XFORM_LOCAL, "FLOAT4X4")), set_transform, "Transform")
     # the blur scales each posed axis: the box's own axes (local space)
+    mean = b.node("FunctionNodeTransformPoint")
+    mean.inputs["Vector"].default_value = (0.0, 0.0, 0.0)
+    b.link(b.node("GeometryNodeInstanceTransform").outputs[0], mean, "Transform")
+    # k^2 = |posed axis 0|^2 / sigma_0^2, from the transform just set (no second
+    # evaluation of the triangle frames)
+    axis0 = b.node("FunctionNodeTransformDirection")
+    axis0.inputs["Direction"].default_value = (1.0, 0.0, 0.0)
+    b.link(b.node("GeometryNodeInstanceTransform").outputs[0], axis0, "Transform")
+    inv_sigma2 = b.node("ShaderNodeSeparateXYZ")
+    b.link(b.attribute(layout.ATTR_INV_SIGMA2, "FLOAT_VECTOR"), inv_sigma2, "Vector")
+    k2 = b.math("MULTIPLY", b.vmath("DOT_PRODUCT", axis0.outputs[0], axis0.outputs[0]), inv_sigma2.outputs["X"])
     blur = b.node("GeometryNodeScaleInstances")
     blur.inputs["Local Space"].default_value = True
     b.link(set_transform.outputs[0], blur, "Instances")
-    b.link(capture.outputs["Growth"], blur, "Scale")
-    store = b.node("GeometryNodeStoreNamedAttribute", data_type="FLOAT_VECTOR", domain="INSTANCE")
-    store.inputs["Name"].default_value = ATTR_VIEW_COLOR
-    b.link(blur.outputs[0], store, "Geometry")
-    b.link(capture.outputs["Colour"], store, "Value")
-    return store.outputs[0]
+    b.link(_blur_growth(b, mean.outputs[0], k2, pixel_angle), blur, "Scale")
+    return blur.outputs[0]
 
 
 def pixel_angle(fx_px: float) -> float:
