@@ -22,11 +22,17 @@ depth, so EEVEE's depth of field and motion blur see what is behind the splats; 
 the material to Dithered (and raise the samples) for shots that need them
 (docs/user_guide.md).
 
-Colour: emission of ``hs_view_color`` (the display-referred SH colour from the posing
-tree), clamped at 0 and decoded from sRGB to scene-linear here, per pixel, so the
-depsgraph does not convert every splat each frame: under the Standard view transform EEVEE's output is the server's display-referred colour for opaque splats; the
-blend of overlapping translucent splats happens in linear light instead of the server's
-sRGB values, the one remaining difference (docs/user_guide.md).
+Colour: the SH colour seen along camera -> mean (the render camera, or the viewport's
+view), evaluated here rather than in the posing tree so that a frame change costs the
+depsgraph no colour work: hs_rgb + sum_k SH_k(unit(B2H W^-1 rel)) c_k over the bands up
+to the SH degree, with rel = the instance's origin minus the camera's in world space,
+the rows of B2H W^-1 and the degree read from the box's vertices, and the coefficients
+c_k unpacked from 7 RGBA instance attributes (splat_layout.pack_sh: EEVEE reads at most
+8 instance attributes per material, so two 12-bit coefficients share each float). The
+display-referred colour is clamped at 0 and decoded from sRGB to scene-linear, and
+emitted: under the Standard view transform EEVEE's output is the server's colour for
+opaque splats; the blend of overlapping translucent splats happens in linear light
+instead of the server's sRGB values, the one remaining difference (docs/user_guide.md).
 """
 
 from __future__ import annotations

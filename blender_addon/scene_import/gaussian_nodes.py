@@ -1,5 +1,5 @@
 """The true-splat branch of the posing tree: one oriented box per Gaussian, instanced on
-the splat points, with the colour the server would give it from the scene camera.
+the splat points; the material (gaussian_material.py) draws each one as the server would.
 
 Why a box and not a camera-facing quad: the material (gaussian_material.py) evaluates
 the 3D Gaussian along each pixel's ray, so any front face that covers the Gaussian's
@@ -11,22 +11,22 @@ coordinates themselves. Back faces are culled so each ray meets one face.
 
 Per head triangle (thousands, evaluated once per frame on the head's faces):
 
-    F = [k t, k b, k n | centroid]      (geometry_nodes.py's triangle frame, as a transform)
+    F = [k t, k b, k n | centroid]      (geometry_nodes.py's triangle frame, as a matrix)
 
-Per splat, in one field evaluation (a Capture Attribute of three fields):
+Per Gaussian, on the instances (Instance on Points copies only what the material reads:
+hs_rgba and the packed SH coefficients, plus the few attributes used below):
 
-    posed = F (hs_face) hs_xform_local        ([R S | mean] local, stored at import: the
-                                              posed axes R S and mean in one product)
+    transform = F (hs_face) hs_xform_local     ([R S | mean] local, stored at import: the
+                                               posed axes R S and mean in one product)
     rel = mean - camera location,  z = rel . camera forward
     growth_i = sqrt(1 + v / (k sigma_i)^2),  v = EPS2D cos(a) (z * pixel_angle)^2
              (gsplat's eps2d low-pass in 3D; a = angle off the optical axis, so the
-             blur's projected area is the server's; 1/sigma_i^2 is hs_inv_sigma2)
-    colour = hs_rgb + sum_k SH_k(unit(H^T rel)) hs_sh_k   (degrees up to SH Degree;
-             display-referred: the material clamps it and converts it to linear)
+             blur's projected area is the server's; 1/sigma_i^2 is hs_inv_sigma2 and
+             k^2 = |transform e_x|^2 / sigma_0^2), applied by Scale Instances (local)
 
-and the instance transform is posed diag(growth) (Scale Instances in local space).
-Everything but hs_alpha and the captured fields is dropped before instancing, so
-Instance on Points copies nothing the material does not read.
+The view-dependent colour is the material's (it knows the view direction per pixel, so
+the depsgraph does no colour work per frame): the box's vertices carry the rows of
+B2H W^-1 (W the splat object's world matrix) and the SH degree for it.
 
 ``pixel_angle`` (1 / focal length in pixels) comes from the tree's Pixel Angle input,
 which the add-on sets from the scene camera and resolution (``sync_pixel_angle``).
@@ -49,9 +49,13 @@ ATTR_RGBA = layout.ATTR_RGBA
 ATTR_SH_PACKS = layout.ATTR_SH_PACKS
 ATTR_VIEW_TO_HEAD = ("hs_view_to_head_0", "hs_view_to_head_1", "hs_view_to_head_2")
 ATTR_SH_DEGREE = "hs_sh_degree"
-# every other named attribute of the splat points, dropped before instancing so that
-# Instance on Points copies nothing the material does not read
-DROPPED_BEFORE_INSTANCING = ("hs_v*", "hs_m*", "hs_q*", "hs_l*", "hs_radius*", "hs_c*", "hs_alpha")
+# the named attributes of the splat points that only the true splats read: the instance
+# transform's (hs_xform_local, hs_inv_sigma2; hs_face is the point preview's too) and the
+# material's; and those the true splats do not read (hs_lod goes after the level of
+# detail). geometry_nodes.py removes each set from the other branch, so the level of
+# detail's Delete Geometry and Instance on Points copy only what is read.
+GAUSSIAN_ONLY_ATTRIBUTES = ("hs_sh_*", "hs_x*", "hs_i*", "hs_rgba")
+UNUSED_BY_GAUSSIANS = ("hs_v*", "hs_m*", "hs_q*", "hs_log*", "hs_radius*", "hs_c*", "hs_alpha")
 
 
 def _frame_transform(b, corners):
@@ -117,9 +121,9 @@ def _camera(b):
 
 
 def _face_frames(b, head_geometry):
-    """(frame, k) of each head triangle, evaluated on the head's faces (thousands, not
-    one per splat): corner j of the face is its j-th loop, the order of the rig's faces
-    that the splats' corner indices come from."""
+    """The frame F of each head triangle, a field on the head's faces (thousands, not one
+    per splat): corner j of the face is its j-th loop, the order of the rig's faces that
+    the splats' corner indices come from."""
     corners = []
     for j in range(3):
         corner = b.node("GeometryNodeCornersOfFace")
@@ -187,20 +191,19 @@ def _box(b, *, sh_degree, material):
 
 
 def gaussian_instances(b, points, head_geometry, *, pixel_angle, sh_degree, material):
-    """Instances of the Gaussian box on ``points`` (the splat points, not yet posed),
+    """Instances of the Gaussian box on ``points`` (the splat points, not yet posed, with
+    only the attributes the true splats read: UNUSED_BY_GAUSSIANS removed),
     posed from ``head_geometry`` (the evaluated head mesh); -> the instances socket.
 
-    The triangle frames are built once per head face and sampled by each splat's face.
-    One field evaluation on the points (a Capture Attribute of two fields) gives the
-    posed transform F [R S | mean] (one matrix product) and the blur's growth of each
-    axis. The colour is the material's work (it knows the view); the instances carry
-    only what it reads (hs_rgba and the packed SH coefficients): every other named
-    attribute is dropped before instancing, so Instance on Points copies nothing more."""
-    geometry = points
-    for pattern in DROPPED_BEFORE_INSTANCING:
-        geometry = b.remove_attributes(geometry, pattern)
+    The triangle frames are built once per head face and sampled by each splat's face;
+    the posed transform F [R S | mean] is one matrix product, evaluated on the instances
+    (no captured copy), and the blur reads k back from it (so the face frames are
+    evaluated once). The colour is the material's work (it knows the view): besides
+    hs_face, hs_xform_local and hs_inv_sigma2 used here, the instances carry only what it
+    reads (hs_rgba and the packed SH coefficients), so Instance on Points copies
+    nothing more."""
     instance = b.node("GeometryNodeInstanceOnPoints")
-    b.link(geometry, instance, "Points")
+    b.link(b.remove_attributes(points, "hs_lod"), instance, "Points")
     b.link(_box(b, sh_degree=sh_degree, material=material), instance, "Instance")
 
     frame = _per_splat(b, head_geometry, _face_frames(b, head_geometry), "FLOAT4X4")

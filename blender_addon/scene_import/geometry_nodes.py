@@ -211,12 +211,17 @@ def build_pose_tree(name: str = TREE_NAME):
     geometry = group_in.outputs["Geometry"]
     for pattern in PREVIEW_UNUSED_ATTRIBUTES:
         geometry = b.remove_attributes(geometry, pattern)
-    # the SH coefficients only travel when the Gaussians draw (a lazy switch)
-    points_only = b.remove_attributes(geometry, "hs_sh_*")
+    # each way of drawing keeps only the attributes it reads (a lazy switch), so the level
+    # of detail's Delete Geometry and the instancing copy no more
+    points_only, gaussians_only = geometry, geometry
+    for pattern in gaussian_nodes.GAUSSIAN_ONLY_ATTRIBUTES:
+        points_only = b.remove_attributes(points_only, pattern)
+    for pattern in gaussian_nodes.UNUSED_BY_GAUSSIANS:
+        gaussians_only = b.remove_attributes(gaussians_only, pattern)
     choose = b.node("GeometryNodeSwitch", input_type="GEOMETRY")
     b.link(group_in.outputs[INPUT_GAUSSIANS], choose, "Switch")
     b.link(points_only, choose, "False")
-    b.link(geometry, choose, "True")
+    b.link(gaussians_only, choose, "True")
     keep = b.math("LESS_THAN", b.attribute(layout.ATTR_LOD, "FLOAT"), group_in.outputs[INPUT_DENSITY])
     delete = b.node("GeometryNodeDeleteGeometry", domain="POINT", mode="ALL")
     b.link(choose.outputs[0], delete, "Geometry")
