@@ -158,7 +158,7 @@ def _sh_coefficients(s: _Shader):
 
 def _view_colour(s: _Shader):
     """The Gaussian's display-referred colour seen from the view (the render camera, or
-    the viewport's view): hs_rgb + sum_k SH_k(unit(head direction)) c_k over the bands up
+    the viewport's view): RGB of hs_rgba + sum_k SH_k(unit(head direction)) c_k over the bands up
     to the SH degree, with the camera-to-mean direction taken to head space by the rows
     the posing tree stores on the box (B2H W^-1)."""
     mean = s.node("ShaderNodeVectorTransform", vector_type="POINT", convert_from="OBJECT", convert_to="WORLD")

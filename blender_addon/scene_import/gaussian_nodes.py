@@ -105,7 +105,7 @@ def _blur_growth(b, mean, k2, pixel_angle):
     b.link(b.vmath("MULTIPLY_ADD", b.attribute(layout.ATTR_INV_SIGMA2, "FLOAT_VECTOR"), variance_over_k2,
                    (1.0, 1.0, 1.0)), grown, "Vector")
     growth = b.node("ShaderNodeCombineXYZ")
-    for axis in "XYZ":  # scalar square roots: the vector POWER is several times slower
+    for axis in "XYZ":  # scalar square roots: the vector Power node made the blur twice as slow
         b.link(b.math("SQRT", grown.outputs[axis]), growth, axis)
     return growth.outputs[0]
 
