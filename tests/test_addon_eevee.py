@@ -27,9 +27,10 @@ AGREEMENT_PSNR_DB = 28.0
 
 @pytest.fixture(scope="module")
 def avatar():
-    """Random splats (SH degree 1) on the built-in head, a few thousand of them."""
+    """Random splats (SH degree 3: every packed coefficient the material unpacks) on the
+    built-in head, a few thousand of them."""
     rig = bh.builtin_rig()
-    return bh.write_avatar(bh.shared_server().data_dir, rig, n_splats=3000, name="Eevee", sh_degree=1), rig
+    return bh.write_avatar(bh.shared_server().data_dir, rig, n_splats=3000, name="Eevee", sh_degree=3), rig
 
 
 @pytest.fixture

@@ -114,7 +114,7 @@ def test_import_builds_a_keyframable_rig_and_a_splat_object(scene, synthetic_ava
     evaluated = splats.evaluated_get(bpy.context.evaluated_depsgraph_get()).evaluated_geometry()
     instances = evaluated.instances_pointcloud()
     assert instances is not None and len(instances.points) == 600
-    assert set(instances.attributes.keys()) >= {"hs_view_color", "hs_alpha"}
+    assert set(instances.attributes.keys()) >= {"hs_rgba", *[f"hs_sh_pack_{i}" for i in range(7)]}
     assert scene.camera is not None and scene.render.resolution_x == 256  # the avatar's portrait camera
     # controls are real, keyframable properties
     assert keys["smile"].keyframe_insert("value", frame=1)

@@ -198,6 +198,44 @@ def test_splat_points_hold_ply_fields_and_binding():
     assert sorted(np.round(rank * 200).astype(int).tolist()) == list(range(200))
 
 
+def test_sh_coefficients_survive_the_two_per_float_packing():
+    """The true splats' material gets the 45 higher SH coefficients in 7 RGBA instance
+    attributes (EEVEE's limit is 8 per material): unpacked, each is within the 12-bit
+    step of the splat's largest coefficient, and every packed value is an exact float32."""
+    rng = np.random.default_rng(3)
+    for bases in (0, 3, 8, 15):
+        sh_rest = rng.normal(0.0, 0.4, size=(300, bases, 3))
+        sh_rest[0] = 0.0  # a splat without view-dependent colour
+        packs = splat_layout.pack_sh(sh_rest)
+        assert packs.shape == (300, 7, 4) and packs.dtype == np.float32
+        packed = packs.astype(np.float64)
+        assert np.all(packed[:, :, :3] < 2 ** 24) and np.all(packed[:, :, :3] == np.rint(packed[:, :, :3]))
+        full = np.zeros((300, 15, 3))
+        full[:, :bases] = sh_rest
+        largest = np.abs(full).reshape(300, -1).max(axis=1)
+        error = np.abs(splat_layout.unpack_sh(packs) - full).reshape(300, -1).max(axis=1)
+        assert np.all(error <= largest / (splat_layout.SH_LEVELS - 1) + 1e-9)
+        assert np.all(splat_layout.unpack_sh(packs)[0] == 0.0)
+    with pytest.raises(ValueError, match="at most 15"):
+        splat_layout.pack_sh(np.zeros((2, 24, 3)))
+
+
+def test_local_transforms_are_rotation_times_scale_and_the_mean():
+    rng = np.random.default_rng(4)
+    quats = rng.normal(size=(50, 4))
+    quats /= np.linalg.norm(quats, axis=1, keepdims=True)
+    log_scales, means = rng.normal(-3, 1, size=(50, 3)), rng.normal(size=(50, 3))
+    transforms = splat_layout.local_transforms(quats, log_scales, means).astype(np.float64)
+    from shared.rotations import quat_to_matrix
+    np.testing.assert_allclose(transforms[:, :3, :3], quat_to_matrix(quats) * np.exp(log_scales)[:, None, :],
+                               rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(transforms[:, :3, 3], means, rtol=1e-6)
+    # Blender's FLOAT4X4 attributes are column-major: value 4 c + r is row r of column c
+    flat = splat_layout.matrix_attribute_values(transforms.astype(np.float32))
+    np.testing.assert_array_equal(flat[:, 12:15], transforms[:, :3, 3].astype(np.float32))
+    np.testing.assert_allclose(splat_layout.inverse_variances(log_scales), np.exp(-2 * log_scales), rtol=1e-5)
+
+
 def test_preview_radius_is_the_alpha_iso_contour_of_the_disc():
     scales = np.array([[0.01, 0.01, 1e-5], [0.01, 0.01, 1e-5], [0.02, 0.005, 0.01]])
     radius = splat_layout.preview_radius(scales, np.array([1.0, 0.2, 1.0]))

@@ -22,21 +22,29 @@ depth, so EEVEE's depth of field and motion blur see what is behind the splats; 
 the material to Dithered (and raise the samples) for shots that need them
 (docs/user_guide.md).
 
-Colour: emission of ``gs_color`` (already scene-linear): under the Standard view
-transform EEVEE's output is the server's display-referred colour for opaque splats; the
-blend of overlapping translucent splats happens in linear light instead of the server's
-sRGB values, the one remaining difference (docs/user_guide.md).
+Colour: the SH colour seen along camera -> mean (the render camera, or the viewport's
+view), evaluated here rather than in the posing tree so that a frame change costs the
+depsgraph no colour work: hs_rgb + sum_k SH_k(unit(B2H W^-1 rel)) c_k over the bands up
+to the SH degree, with rel = the instance's origin minus the camera's in world space,
+the rows of B2H W^-1 and the degree read from the box's vertices, and the coefficients
+c_k unpacked from 7 RGBA instance attributes (splat_layout.pack_sh: EEVEE reads at most
+8 instance attributes per material, so two 12-bit coefficients share each float). The
+display-referred colour is clamped at 0 and decoded from sRGB to scene-linear, and
+emitted: under the Standard view transform EEVEE's output is the server's colour for
+opaque splats; the blend of overlapping translucent splats happens in linear light
+instead of the server's sRGB values, the one remaining difference (docs/user_guide.md).
 """
 
 from __future__ import annotations
 
 import bpy
 
-from . import gaussian_nodes
+from . import gaussian_nodes, splat_layout as layout
 
-MATERIAL_NAME = "HeadSplat Gaussians v1"
+MATERIAL_NAME = "HeadSplat Gaussians v2"  # v1 read the colour the posing tree computed
 MAX_ALPHA = 0.999
 ALPHA_THRESHOLD = 1.0 / 255.0
+SRGB_KNEE = 0.04045
 
 
 class _Shader:
@@ -60,11 +68,11 @@ class _Shader:
         else:
             socket.default_value = value
 
-    def math(self, operation: str, a, b=None):
+    def math(self, operation: str, a, b=None, c=None):
         node = self.node("ShaderNodeMath", operation=operation)
-        self.feed(node.inputs[0], a)
-        if b is not None:
-            self.feed(node.inputs[1], b)
+        for socket, value in zip(node.inputs, (a, b, c)):
+            if value is not None:
+                self.feed(socket, value)
         return node.outputs[0]
 
     def dot(self, a, b):
@@ -73,9 +81,119 @@ class _Shader:
         self.feed(node.inputs[1], b)
         return node.outputs["Value"]
 
+    def vmath(self, operation: str, a, b=None, c=None, *, scale=None):
+        node = self.node("ShaderNodeVectorMath", operation=operation)
+        for socket, value in zip(node.inputs, (a, b, c)):
+            if value is not None:
+                self.feed(socket, value)
+        if scale is not None:
+            self.feed(node.inputs["Scale"], scale)
+        return node.outputs["Vector"]
+
+    def geometry_attribute(self, name: str, output: str):
+        node = self.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=name)
+        return node.outputs[output]
+
     def instancer_attribute(self, name: str, output: str):
         node = self.node("ShaderNodeAttribute", attribute_type="INSTANCER", attribute_name=name)
         return node.outputs[output]
+
+
+SH_C1 = 0.4886025119029199
+SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
+         -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
+
+
+def _sh_bases(b, x, y, z):
+    """Basis values (node outputs) of bands 1..3 at the unit head-space direction (x, y, z),
+    in the 3DGS/gsplat order (compute_server.splats.sh.sh_basis)."""
+    m, mul = b.math, (lambda p, q: b.math("MULTIPLY", p, q))
+    xx, yy, zz = mul(x, x), mul(y, y), mul(z, z)
+    xy, yz, xz = mul(x, y), mul(y, z), mul(x, z)
+    band1 = [mul(y, -SH_C1), mul(z, SH_C1), mul(x, -SH_C1)]
+    zz2_xx_yy = m("SUBTRACT", m("SUBTRACT", mul(zz, 2.0), xx), yy)
+    xx_yy = m("SUBTRACT", xx, yy)
+    band2 = [mul(xy, SH_C2[0]), mul(yz, SH_C2[1]), mul(zz2_xx_yy, SH_C2[2]), mul(xz, SH_C2[3]), mul(xx_yy, SH_C2[4])]
+    zz4_xx_yy = m("SUBTRACT", m("SUBTRACT", mul(zz, 4.0), xx), yy)
+    band3 = [mul(mul(y, m("SUBTRACT", mul(xx, 3.0), yy)), SH_C3[0]),
+             mul(mul(xy, z), SH_C3[1]),
+             mul(mul(y, zz4_xx_yy), SH_C3[2]),
+             mul(mul(z, m("SUBTRACT", mul(zz, 2.0), mul(m("ADD", xx, yy), 3.0))), SH_C3[3]),
+             mul(mul(x, zz4_xx_yy), SH_C3[4]),
+             mul(mul(z, xx_yy), SH_C3[5]),
+             mul(mul(x, m("SUBTRACT", xx, mul(yy, 3.0))), SH_C3[6])]
+    return [band1, band2, band3]
+
+
+def _sh_coefficients(s: _Shader):
+    """The 15 higher SH coefficients (RGB vectors) of the Gaussian, unpacked from
+    ``ATTR_SH_PACKS`` (splat_layout.pack_sh): hi = floor(v / L), lo = v - L hi, c = q a - s
+    with a = 2 s / (L - 1)."""
+    levels = float(layout.SH_LEVELS)
+    packs = [(s.instancer_attribute(name, "Vector"), s.instancer_attribute(name, "Alpha"))
+             for name in gaussian_nodes.ATTR_SH_PACKS]
+    scale = packs[2][1]
+    step = s.math("MULTIPLY", scale, 2.0 / (levels - 1.0))
+    offset = s.math("MULTIPLY", scale, -1.0)
+
+    def split(value, vector: bool):
+        if vector:
+            hi = s.vmath("FLOOR", s.vmath("SCALE", value, scale=1.0 / levels))
+            return hi, s.vmath("MULTIPLY_ADD", hi, (-levels,) * 3, value)
+        hi = s.math("FLOOR", s.math("MULTIPLY", value, 1.0 / levels))
+        return hi, s.math("MULTIPLY_ADD", hi, -levels, value)
+
+    quantised = []
+    for rgb, _ in packs:
+        quantised.extend(split(rgb, True))
+    r, g = split(packs[0][1], False)
+    b, _ = split(packs[1][1], False)
+    last = s.node("ShaderNodeCombineXYZ")
+    for axis, value in zip("XYZ", (r, g, b)):
+        s.feed(last.inputs[axis], value)
+    quantised.append(last.outputs[0])
+    return [s.vmath("MULTIPLY_ADD", q, step, offset) for q in quantised]
+
+
+def _view_colour(s: _Shader):
+    """The Gaussian's display-referred colour seen from the view (the render camera, or
+    the viewport's view): RGB of hs_rgba + sum_k SH_k(unit(head direction)) c_k over the bands up
+    to the SH degree, with the camera-to-mean direction taken to head space by the rows
+    the posing tree stores on the box (B2H W^-1)."""
+    mean = s.node("ShaderNodeVectorTransform", vector_type="POINT", convert_from="OBJECT", convert_to="WORLD")
+    mean.inputs[0].default_value = (0.0, 0.0, 0.0)
+    camera = s.node("ShaderNodeVectorTransform", vector_type="POINT", convert_from="CAMERA", convert_to="WORLD")
+    camera.inputs[0].default_value = (0.0, 0.0, 0.0)
+    rel = s.vmath("SUBTRACT", mean.outputs[0], camera.outputs[0])
+    head = s.node("ShaderNodeCombineXYZ")
+    for axis, name in zip("XYZ", gaussian_nodes.ATTR_VIEW_TO_HEAD):
+        s.feed(head.inputs[axis], s.dot(s.geometry_attribute(name, "Vector"), rel))
+    unit = s.node("ShaderNodeSeparateXYZ")
+    s.feed(unit.inputs[0], s.vmath("NORMALIZE", head.outputs[0]))
+    bands = _sh_bases(s, unit.outputs["X"], unit.outputs["Y"], unit.outputs["Z"])
+    coefficients = iter(_sh_coefficients(s))
+    degree = s.geometry_attribute(gaussian_nodes.ATTR_SH_DEGREE, "Fac")
+    colour = s.instancer_attribute(gaussian_nodes.ATTR_RGBA, "Vector")
+    for band_degree, band in enumerate(bands, start=1):
+        band_sum = (0.0, 0.0, 0.0)
+        for basis in band:
+            band_sum = s.vmath("MULTIPLY_ADD", next(coefficients), basis, band_sum)
+        colour = s.vmath("MULTIPLY_ADD", band_sum, s.math("GREATER_THAN", degree, band_degree - 0.5), colour)
+    return colour
+
+
+def _srgb_to_linear(s: _Shader, rgb):
+    """The sRGB decoding of non-negative ``rgb`` with vector maths only (no per-channel
+    branch): with T = 0.04045,
+
+        linear = (min(c, T) - T) / 12.92 + ((max(c, T) + 0.055) / 1.055) ^ 2.4
+
+    is c / 12.92 below T and the power curve above (the two pieces meet at T)."""
+    low = s.vmath("MULTIPLY_ADD", s.vmath("MINIMUM", rgb, (SRGB_KNEE,) * 3), (1.0 / 12.92,) * 3,
+                  (-SRGB_KNEE / 12.92,) * 3)
+    base = s.vmath("MULTIPLY_ADD", s.vmath("MAXIMUM", rgb, (SRGB_KNEE,) * 3), (1.0 / 1.055,) * 3, (0.055 / 1.055,) * 3)
+    return s.vmath("ADD", low, s.vmath("POWER", base, (2.4,) * 3))
 
 
 def build_gaussian_material(name: str = MATERIAL_NAME):
@@ -94,12 +212,12 @@ def build_gaussian_material(name: str = MATERIAL_NAME):
     od = s.dot(o, d)
     m2 = s.math("SUBTRACT", s.dot(o, o), s.math("DIVIDE", s.math("MULTIPLY", od, od), s.math("MAXIMUM", s.dot(d, d),
                                                                                                     1e-20)))
-    opacity = s.instancer_attribute(gaussian_nodes.ATTR_OPACITY, "Fac")
+    opacity = s.instancer_attribute(gaussian_nodes.ATTR_RGBA, "Alpha")
     alpha = s.math("MINIMUM", s.math("MULTIPLY", opacity, s.math("EXPONENT", s.math("MULTIPLY", m2, -0.5))), MAX_ALPHA)
     alpha = s.math("MULTIPLY", alpha, s.math("GREATER_THAN", alpha, ALPHA_THRESHOLD))
     alpha = s.math("MULTIPLY", alpha, s.math("SUBTRACT", 1.0, geometry.outputs["Backfacing"]))
     emission = s.node("ShaderNodeEmission")
-    s.feed(emission.inputs["Color"], s.instancer_attribute(gaussian_nodes.ATTR_VIEW_COLOR, "Color"))
+    s.feed(emission.inputs["Color"], _srgb_to_linear(s, s.vmath("MAXIMUM", _view_colour(s), (0.0, 0.0, 0.0))))
     transparent = s.node("ShaderNodeBsdfTransparent")
     mix = s.node("ShaderNodeMixShader")
     s.feed(mix.inputs["Fac"], alpha)

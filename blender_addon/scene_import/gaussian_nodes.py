@@ -1,28 +1,36 @@
 """The true-splat branch of the posing tree: one oriented box per Gaussian, instanced on
-the posed points, with the colour the server would give it from the scene camera.
+the splat points; the material (gaussian_material.py) draws each one as the server would.
 
 Why a box and not a camera-facing quad: the material (gaussian_material.py) evaluates
 the 3D Gaussian along each pixel's ray, so any front face that covers the Gaussian's
 3-sigma ellipsoid draws the exact footprint, at any angle and anywhere in the frame
 (no billboard that faces the image plane, hence no wrong shape off-centre, and no quad
 seen edge-on that vanishes). The box is the unit cube of the Gaussian's whitened frame,
-scaled by EXTENT sigma: the instance transform's columns are the posed axes times their
-sigmas (k [t b n] times the static local rotation-times-scale ``hs_axis_*`` stored at
-import: no quaternion maths per frame), so the material's object coordinates are the
-whitened coordinates themselves.
-Back faces are culled so each ray meets one face.
+scaled by EXTENT sigma, so the material's object coordinates are the whitened
+coordinates themselves. Back faces are culled so each ray meets one face.
 
-Per point (before instancing), from the active camera seen in the splat object's space:
+Per head triangle (thousands, evaluated once per frame on the head's faces):
 
-    rel = position - camera location,  z = rel . camera forward
-    axis_i' = axis_i sqrt(1 + v / |axis_i|^2),  v = EPS2D cos(a) (z * pixel_angle)^2
+    F = [k t, k b, k n | centroid]      (geometry_nodes.py's triangle frame, as a matrix)
+
+Per Gaussian, on the instances (Instance on Points copies only what the material reads:
+hs_rgba and the packed SH coefficients, plus the few attributes used below):
+
+    transform = F (hs_face) hs_xform_local     ([R S | mean] local, stored at import: the
+                                               posed axes R S and mean in one product)
+    rel = mean - camera location,  z = rel . camera forward
+    growth_i = sqrt(1 + v / (k sigma_i)^2),  v = EPS2D cos(a) (z * pixel_angle)^2
              (gsplat's eps2d low-pass in 3D; a = angle off the optical axis, so the
-             blur's projected area is the server's)
-    colour = clamp0(hs_rgb + sum_k SH_k(unit(H^T rel)) hs_sh_k)   (degrees up to SH Degree)
-    hs_view_color = srgb_to_linear(colour)   (display-referred -> scene-linear, see the guide)
+             blur's projected area is the server's; 1/sigma_i^2 is hs_inv_sigma2 and
+             k^2 = |transform e_x|^2 / sigma_0^2), applied by Scale Instances (local)
+
+The view-dependent colour is the material's (it knows the view direction per pixel, so
+the depsgraph does no colour work per frame): the box's vertices carry the rows of
+B2H W^-1 (W the splat object's world matrix) and the SH degree for it.
 
 ``pixel_angle`` (1 / focal length in pixels) comes from the tree's Pixel Angle input,
 which the add-on sets from the scene camera and resolution (``sync_pixel_angle``).
+Where the time goes per frame change and what was tried: docs/results.md (issue 14).
 """
 
 from __future__ import annotations
@@ -34,107 +42,72 @@ from . import splat_layout as layout
 
 EXTENT = 3.33  # gsplat's maximum extent in sigmas (raster_torch.MAX_EXTEND)
 EPS2D = 0.3  # px^2 added to each projected covariance by the server's rasterizer
-MIN_SCALE = 1e-7
-ATTR_VIEW_COLOR = "hs_view_color"  # the instances' colour (scene-linear); opacity is hs_alpha
-ATTR_OPACITY = layout.ATTR_ALPHA
-
-SH_C1 = 0.4886025119029199
-SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
-         -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
-
-
-def _sh_bases(b, x, y, z):
-    """Basis values (node outputs) of bands 1..3 at the unit head-space direction (x, y, z),
-    in the 3DGS/gsplat order (compute_server.splats.sh.sh_basis)."""
-    m, mul = b.math, (lambda p, q: b.math("MULTIPLY", p, q))
-    xx, yy, zz = mul(x, x), mul(y, y), mul(z, z)
-    xy, yz, xz = mul(x, y), mul(y, z), mul(x, z)
-    band1 = [mul(y, -SH_C1), mul(z, SH_C1), mul(x, -SH_C1)]
-    zz2_xx_yy = m("SUBTRACT", m("SUBTRACT", mul(zz, 2.0), xx), yy)
-    xx_yy = m("SUBTRACT", xx, yy)
-    band2 = [mul(xy, SH_C2[0]), mul(yz, SH_C2[1]), mul(zz2_xx_yy, SH_C2[2]), mul(xz, SH_C2[3]), mul(xx_yy, SH_C2[4])]
-    zz4_xx_yy = m("SUBTRACT", m("SUBTRACT", mul(zz, 4.0), xx), yy)
-    band3 = [mul(mul(y, m("SUBTRACT", mul(xx, 3.0), yy)), SH_C3[0]),
-             mul(mul(xy, z), SH_C3[1]),
-             mul(mul(y, zz4_xx_yy), SH_C3[2]),
-             mul(mul(z, m("SUBTRACT", mul(zz, 2.0), mul(m("ADD", xx, yy), 3.0))), SH_C3[3]),
-             mul(mul(x, zz4_xx_yy), SH_C3[4]),
-             mul(mul(z, xx_yy), SH_C3[5]),
-             mul(mul(x, m("SUBTRACT", xx, mul(yy, 3.0))), SH_C3[6])]
-    return [band1, band2, band3]
+# read by the material: per Gaussian (instance attributes) the colour and opacity and
+# the packed SH coefficients; on the box's vertices (the same for every Gaussian) the
+# rows of the world-to-head rotation and the SH degree
+ATTR_RGBA = layout.ATTR_RGBA
+ATTR_SH_PACKS = layout.ATTR_SH_PACKS
+ATTR_VIEW_TO_HEAD = ("hs_view_to_head_0", "hs_view_to_head_1", "hs_view_to_head_2")
+ATTR_SH_DEGREE = "hs_sh_degree"
+# the named attributes of the splat points that only the true splats read: the instance
+# transform's (hs_xform_local, hs_inv_sigma2; hs_face is the point preview's too) and the
+# material's; and those the true splats do not read (hs_lod goes after the level of
+# detail). geometry_nodes.py removes each set from the other branch, so the level of
+# detail's Delete Geometry and Instance on Points copy only what is read.
+GAUSSIAN_ONLY_ATTRIBUTES = ("hs_sh_*", "hs_x*", "hs_i*", "hs_rgba")
+UNUSED_BY_GAUSSIANS = ("hs_v*", "hs_m*", "hs_q*", "hs_log*", "hs_radius*", "hs_c*", "hs_alpha")
 
 
-def _view_colour(b, rel_object, sh_degree):
-    """Display-referred colour of each splat seen along ``rel_object`` (camera -> mean,
-    splat object space = armature space; head space is BLENDER_TO_HEAD of it)."""
-    split = b.node("ShaderNodeSeparateXYZ")
-    b.link(rel_object, split, "Vector")
-    head_dir = b.node("ShaderNodeCombineXYZ")  # head = (x_b, z_b, -y_b)
-    b.link(split.outputs["X"], head_dir, "X")
-    b.link(split.outputs["Z"], head_dir, "Y")
-    b.link(b.math("MULTIPLY", split.outputs["Y"], -1.0), head_dir, "Z")
-    unit = b.node("ShaderNodeSeparateXYZ")
-    b.link(b.vmath("NORMALIZE", head_dir.outputs[0]), unit, "Vector")
-    bands = _sh_bases(b, unit.outputs["X"], unit.outputs["Y"], unit.outputs["Z"])
-    colour = b.attribute(layout.ATTR_RGB, "FLOAT_VECTOR")
-    k = 1
-    for degree, band in enumerate(bands, start=1):
-        band_sum = None
-        for basis in band:
-            term = b.vmath("SCALE", b.attribute(layout.sh_attribute(k), "FLOAT_VECTOR"), scale=basis)
-            band_sum = term if band_sum is None else b.vmath("ADD", band_sum, term)
-            k += 1
-        with_band = b.vmath("ADD", colour, band_sum)
-        use_band = b.node("ShaderNodeMath", operation="GREATER_THAN")
-        b.link(sh_degree, use_band, 0)
-        use_band.inputs[1].default_value = degree - 0.5
-        switch = b.node("GeometryNodeSwitch", input_type="VECTOR")
-        b.link(use_band.outputs[0], switch, "Switch")
-        b.link(colour, switch, "False")
-        b.link(with_band, switch, "True")
-        colour = switch.outputs[0]
-    return b.vmath("MAXIMUM", colour, (0.0, 0.0, 0.0))
+def _frame_transform(b, corners):
+    """F = [k t, k b, k n | centroid] of each bound triangle (the module docstring of
+    geometry_nodes.py), built column by column (no rotation type: cheaper per face)."""
+    p0, p1, p2 = corners
+    e0 = b.vmath("SUBTRACT", p1, p0)
+    cross = b.vmath("CROSS_PRODUCT", e0, b.vmath("SUBTRACT", p2, p0))
+    len0 = b.vmath("LENGTH", e0)
+    k = b.math("MULTIPLY", b.math("ADD", len0, b.math("DIVIDE", b.vmath("LENGTH", cross), len0)), 0.5)
+    tangent, normal = b.vmath("NORMALIZE", e0), b.vmath("NORMALIZE", cross)
+    columns = [tangent, b.vmath("CROSS_PRODUCT", normal, tangent), normal]
+    columns = [b.vmath("SCALE", column, scale=k) for column in columns]
+    columns.append(b.vmath("SCALE", b.vmath("ADD", b.vmath("ADD", p0, p1), p2), scale=1.0 / 3.0))
+    frame = b.node("FunctionNodeCombineMatrix")
+    for column, vector in enumerate(columns, start=1):
+        split = b.node("ShaderNodeSeparateXYZ")
+        b.link(vector, split, "Vector")
+        for row, axis in enumerate("XYZ", start=1):
+            b.link(split.outputs[axis], frame, f"Column {column} Row {row}")
+        frame.inputs[f"Column {column} Row 4"].default_value = 1.0 if column == 4 else 0.0
+    return frame.outputs[0]
 
 
-def _srgb_to_linear(b, rgb):
-    """Per channel: c / 12.92 below 0.04045, ((c + 0.055) / 1.055) ^ 2.4 above."""
-    low = b.vmath("SCALE", rgb, scale=1.0 / 12.92)
-    high = b.vmath("POWER", b.vmath("SCALE", b.vmath("ADD", rgb, (0.055,) * 3), scale=1.0 / 1.055), (2.4,) * 3)
-    split_rgb, split_low, split_high = (b.node("ShaderNodeSeparateXYZ") for _ in range(3))
-    for node, value in ((split_rgb, rgb), (split_low, low), (split_high, high)):
-        b.link(value, node, "Vector")
-    out = b.node("ShaderNodeCombineXYZ")
-    for axis in "XYZ":
-        is_high = b.math("GREATER_THAN", split_rgb.outputs[axis], 0.04045)
-        mix = b.node("ShaderNodeMix", data_type="FLOAT")
-        b.link(is_high, mix, "Factor")
-        b.link(split_low.outputs[axis], mix, 2)
-        b.link(split_high.outputs[axis], mix, 3)
-        b.link(mix.outputs[0], out, axis)
-    return out.outputs[0]
+def _matmul(b, left, right):
+    node = b.node("FunctionNodeMatrixMultiply")
+    b.link(left, node, 0)
+    b.link(right, node, 1)
+    return node.outputs[0]
 
 
-def _posed_axes(b, frames):
-    """The Gaussian's three axes scaled by its sigmas, posed: k [t b n] hs_axis_i (static
-    local rotation times scale from import, so no rotation maths per frame)."""
-    _, tangent, bitangent, normal, k = frames
-    axes = []
-    for i in range(3):
-        local = b.node("ShaderNodeSeparateXYZ")
-        b.link(b.attribute(layout.axis_attribute(i), "FLOAT_VECTOR"), local, "Vector")
-        along = b.vmath("ADD", b.vmath("ADD", b.vmath("SCALE", tangent, scale=local.outputs["X"]),
-                                       b.vmath("SCALE", bitangent, scale=local.outputs["Y"])),
-                        b.vmath("SCALE", normal, scale=local.outputs["Z"]))
-        axes.append(b.vmath("SCALE", along, scale=k))
-    return axes
+def _blur_growth(b, mean, k2, pixel_angle):
+    """Per posed axis i, sqrt(1 + v / (k sigma_i)^2): the axis lengthened so its variance
+    grows by the blur variance v (|axis_i| = k sigma_i, as [t b n] is orthonormal), with
 
+        v / k^2 = EPS2D pixel_angle^2 depth^3 / (|rel| k^2)
 
-def _blurred(b, axis, blur_variance):
-    """The axis lengthened so its variance grows by ``blur_variance``: a (1 + v / |a|^2)^0.5."""
-    length2 = b.vmath("DOT_PRODUCT", axis, axis)
-    grow = b.math("SQRT", b.math("ADD", 1.0, b.math("DIVIDE", blur_variance, b.math("MAXIMUM", length2, 1e-30))))
-    return b.vmath("SCALE", axis, scale=grow)
+    (module docstring; the Math node's division is safe, 0 where |rel| k^2 is 0)."""
+    location, forward = _camera(b)
+    rel = b.vmath("SUBTRACT", mean, location)
+    depth = b.vmath("DOT_PRODUCT", rel, forward)
+    blur_scale = b.math("MULTIPLY", b.math("MULTIPLY", pixel_angle, pixel_angle), EPS2D)  # one value
+    depth3 = b.math("MULTIPLY", b.math("MULTIPLY", depth, depth), depth)
+    variance_over_k2 = b.math("MULTIPLY", b.math("DIVIDE", depth3, b.math("MULTIPLY", b.vmath("LENGTH", rel), k2)),
+                                blur_scale)
+    grown = b.node("ShaderNodeSeparateXYZ")
+    b.link(b.vmath("MULTIPLY_ADD", b.attribute(layout.ATTR_INV_SIGMA2, "FLOAT_VECTOR"), variance_over_k2,
+                   (1.0, 1.0, 1.0)), grown, "Vector")
+    growth = b.node("ShaderNodeCombineXYZ")
+    for axis in "XYZ":  # scalar square roots: the vector Power node made the blur twice as slow
+        b.link(b.math("SQRT", grown.outputs[axis]), growth, axis)
+    return growth.outputs[0]
 
 
 def _camera(b):
@@ -147,56 +120,113 @@ def _camera(b):
     return camera.outputs["Location"], forward.outputs[0]
 
 
-def _blur_variance(b, mean, pixel_angle):
-    """v = EPS2D cos(a) (z pixel_angle)^2 at the posed mean (see the module docstring)."""
-    location, forward = _camera(b)
-    rel = b.vmath("SUBTRACT", mean, location)
-    depth = b.vmath("DOT_PRODUCT", rel, forward)
-    footprint = b.math("MULTIPLY", depth, pixel_angle)
-    # an isotropic 3D blur projects radially stretched by 1 / cos(off-axis angle): scaling
-    # its variance by cos keeps the blurred footprint's area at the server's
-    cos_off_axis = b.math("DIVIDE", depth, b.math("MAXIMUM", b.vmath("LENGTH", rel), 1e-12))
-    return b.math("MULTIPLY", b.math("MULTIPLY", footprint, footprint), b.math("MULTIPLY", cos_off_axis, EPS2D))
+def _face_frames(b, head_geometry):
+    """The frame F of each head triangle, a field on the head's faces (thousands, not one
+    per splat): corner j of the face is its j-th loop, the order of the rig's faces that
+    the splats' corner indices come from."""
+    corners = []
+    for j in range(3):
+        corner = b.node("GeometryNodeCornersOfFace")
+        corner.inputs["Sort Index"].default_value = j
+        vertex = b.node("GeometryNodeVertexOfCorner")
+        b.link(corner.outputs["Corner Index"], vertex, "Corner Index")
+        sample = b.node("GeometryNodeSampleIndex", data_type="FLOAT_VECTOR", domain="POINT")
+        b.link(head_geometry, sample, "Geometry")
+        b.link(b.node("GeometryNodeInputPosition").outputs[0], sample, "Value")
+        b.link(vertex.outputs[0], sample, "Index")
+        corners.append(sample.outputs[0])
+    return _frame_transform(b, corners)
 
 
-def gaussian_instances(b, points, frames, mean, *, pixel_angle, sh_degree, material):
-    """Instances of the Gaussian box on ``points`` (the splat points, not yet posed);
-    ``frames`` are the triangle-frame fields (geometry_nodes._triangle_frames) and ``mean``
-    the posed-mean field; -> the instances socket.
+def _per_splat(b, head_geometry, face_field, data_type: str):
+    """``face_field`` (on the head's faces) at each splat's bound face (hs_face)."""
+    sample = b.node("GeometryNodeSampleIndex", data_type=data_type, domain="FACE")
+    b.link(head_geometry, sample, "Geometry")
+    b.link(face_field, sample, "Value")
+    b.link(b.attribute(layout.ATTR_FACE, "INT"), sample, "Index")
+    return sample.outputs[0]
 
-    One field evaluation on the instances gives the whole transform [a0 a1 a2 | mean]
-    (a_i the posed, blurred axes: rotation times sigma), so the triangle frames are
-    sampled once; the box's own coordinates are then the whitened ones."""
+
+def _view_to_head(b):
+    """B2H W^-1 (3x3, as a matrix node): a world-space direction -> head space, W the
+    splat object's world matrix (the material rotates the camera-to-mean direction
+    with it before evaluating the SH)."""
+    own = b.node("GeometryNodeObjectInfo", transform_space="ORIGINAL")
+    b.link(b.node("GeometryNodeSelfObject").outputs[0], own, "Object")
+    inverse = b.node("FunctionNodeInvertMatrix")
+    b.link(own.outputs["Transform"], inverse, "Matrix")
+    to_head = b.node("FunctionNodeCombineMatrix")
+    for row in range(4):
+        for column in range(4):
+            to_head.inputs[f"Column {column + 1} Row {row + 1}"].default_value = float(
+                camera_mod.BLENDER_TO_HEAD[row, column])
+    return _matmul(b, to_head.outputs[0], inverse.outputs[0])
+
+
+def _box(b, *, sh_degree, material):
+    """The instanced box, carrying on its vertices what every Gaussian shares this
+    frame: the rows of B2H W^-1 (``ATTR_VIEW_TO_HEAD``) and the SH degree."""
     box = b.node("GeometryNodeMeshCube")
     box.inputs["Size"].default_value = (2 * EXTENT,) * 3
+    geometry = box.outputs["Mesh"]
+    rows = b.node("FunctionNodeSeparateMatrix")
+    b.link(_view_to_head(b), rows, "Matrix")
+    for row, name in enumerate(ATTR_VIEW_TO_HEAD, start=1):
+        store = b.node("GeometryNodeStoreNamedAttribute", data_type="FLOAT_VECTOR", domain="POINT")
+        store.inputs["Name"].default_value = name
+        b.link(geometry, store, "Geometry")
+        vector = b.node("ShaderNodeCombineXYZ")
+        for column, axis in enumerate("XYZ", start=1):
+            b.link(rows.outputs[f"Column {column} Row {row}"], vector, axis)
+        b.link(vector.outputs[0], store, "Value")
+        geometry = store.outputs[0]
+    degree = b.node("GeometryNodeStoreNamedAttribute", data_type="FLOAT", domain="POINT")
+    degree.inputs["Name"].default_value = ATTR_SH_DEGREE
+    b.link(geometry, degree, "Geometry")
+    b.link(sh_degree, degree, "Value")
     box_material = b.node("GeometryNodeSetMaterial")
-    b.link(box.outputs["Mesh"], box_material, "Geometry")
+    b.link(degree.outputs[0], box_material, "Geometry")
     b.link(material, box_material, "Material")
+    return box_material.outputs[0]
+
+
+def gaussian_instances(b, points, head_geometry, *, pixel_angle, sh_degree, material):
+    """Instances of the Gaussian box on ``points`` (the splat points, not yet posed, with
+    only the attributes the true splats read: UNUSED_BY_GAUSSIANS removed),
+    posed from ``head_geometry`` (the evaluated head mesh); -> the instances socket.
+
+    The triangle frames are built once per head face and sampled by each splat's face;
+    the posed transform F [R S | mean] is one matrix product, evaluated on the instances
+    (no captured copy), and the blur reads k back from it (so the face frames are
+    evaluated once). The colour is the material's work (it knows the view): besides
+    hs_face, hs_xform_local and hs_inv_sigma2 used here, the instances carry only what it
+    reads (hs_rgba and the packed SH coefficients), so Instance on Points copies
+    nothing more."""
     instance = b.node("GeometryNodeInstanceOnPoints")
-    b.link(points, instance, "Points")
-    b.link(box_material.outputs[0], instance, "Instance")
+    b.link(b.remove_attributes(points, "hs_lod"), instance, "Points")
+    b.link(_box(b, sh_degree=sh_degree, material=material), instance, "Instance")
 
-    blur_variance = _blur_variance(b, mean, pixel_angle)
-    matrix = b.node("FunctionNodeCombineMatrix")
-    columns = [_blurred(b, axis, blur_variance) for axis in _posed_axes(b, frames)] + [mean]
-    for column, vector in enumerate(columns, start=1):
-        split = b.node("ShaderNodeSeparateXYZ")
-        b.link(vector, split, "Vector")
-        for row, name in enumerate("XYZ", start=1):
-            b.link(split.outputs[name], matrix, f"Column {column} Row {row}")
-        matrix.inputs[f"Column {column} Row 4"].default_value = 1.0 if column == 4 else 0.0
-    transform = b.node("GeometryNodeSetInstanceTransform")
-    b.link(instance.outputs[0], transform, "Instances")
-    b.link(matrix.outputs[0], transform, "Transform")
-
-    # the colour seen from the camera, at each instance's (posed) position
-    location, _ = _camera(b)
-    rel = b.vmath("SUBTRACT", b.node("GeometryNodeInputPosition").outputs[0], location)
-    store = b.node("GeometryNodeStoreNamedAttribute", data_type="FLOAT_VECTOR", domain="INSTANCE")
-    store.inputs["Name"].default_value = ATTR_VIEW_COLOR
-    b.link(transform.outputs[0], store, "Geometry")
-    b.link(_srgb_to_linear(b, _view_colour(b, rel, sh_degree)), store, "Value")
-    return store.outputs[0]
+    frame = _per_splat(b, head_geometry, _face_frames(b, head_geometry), "FLOAT4X4")
+    set_transform = b.node("GeometryNodeSetInstanceTransform")
+    b.link(instance.outputs[0], set_transform, "Instances")
+    b.link(_matmul(b, frame, b.attribute(layout.ATTR_XFORM_LOCAL, "FLOAT4X4")), set_transform, "Transform")
+    # the blur scales each posed axis: the box's own axes (local space)
+    mean = b.node("FunctionNodeTransformPoint")
+    mean.inputs["Vector"].default_value = (0.0, 0.0, 0.0)
+    b.link(b.node("GeometryNodeInstanceTransform").outputs[0], mean, "Transform")
+    # k^2 = |posed axis 0|^2 / sigma_0^2, from the transform just set (no second
+    # evaluation of the triangle frames)
+    axis0 = b.node("FunctionNodeTransformDirection")
+    axis0.inputs["Direction"].default_value = (1.0, 0.0, 0.0)
+    b.link(b.node("GeometryNodeInstanceTransform").outputs[0], axis0, "Transform")
+    inv_sigma2 = b.node("ShaderNodeSeparateXYZ")
+    b.link(b.attribute(layout.ATTR_INV_SIGMA2, "FLOAT_VECTOR"), inv_sigma2, "Vector")
+    k2 = b.math("MULTIPLY", b.vmath("DOT_PRODUCT", axis0.outputs[0], axis0.outputs[0]), inv_sigma2.outputs["X"])
+    blur = b.node("GeometryNodeScaleInstances")
+    blur.inputs["Local Space"].default_value = True
+    b.link(set_transform.outputs[0], blur, "Instances")
+    b.link(_blur_growth(b, mean.outputs[0], k2, pixel_angle), blur, "Scale")
+    return blur.outputs[0]
 
 
 def pixel_angle(fx_px: float) -> float:

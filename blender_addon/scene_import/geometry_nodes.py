@@ -30,7 +30,7 @@ import bpy
 
 from . import gaussian_nodes, splat_layout as layout
 
-TREE_NAME = "HeadSplat Pose Splats v2"  # v1 (points only) stays in older files
+TREE_NAME = "HeadSplat Pose Splats v3"  # v1 (points only) and v2 (hs_axis_*) stay in older files
 
 INPUT_HEAD = "Head Mesh"
 INPUT_DENSITY = "Density"
@@ -68,11 +68,13 @@ class _Builder:
         node.inputs["Name"].default_value = name
         return node.outputs["Attribute"]
 
-    def vmath(self, operation: str, a, b=None, *, scale=None):
+    def vmath(self, operation: str, a, b=None, c=None, *, scale=None):
         node = self.node("ShaderNodeVectorMath", operation=operation)
         self._feed(node.inputs[0], a)
         if b is not None:
             self._feed(node.inputs[1], b)
+        if c is not None:  # MULTIPLY_ADD's addend
+            self._feed(node.inputs[2], c)
         if scale is not None:
             self._feed(node.inputs["Scale"], scale)
         key = "Value" if operation in ("LENGTH", "DOT_PRODUCT", "DISTANCE") else "Vector"
@@ -84,6 +86,20 @@ class _Builder:
         if b is not None:
             self._feed(node.inputs[1], b)
         return node.outputs[0]
+
+    def remove_attributes(self, geometry, pattern: str):
+        """Remove Named Attribute with a wildcard (Blender 4.2+); -> the output geometry."""
+        node = self.node("GeometryNodeRemoveAttribute")
+        if "Pattern Mode" in node.inputs:  # 5.0: a menu socket
+            node.inputs["Pattern Mode"].default_value = "Wildcard"
+        elif hasattr(node, "pattern_mode"):
+            node.pattern_mode = "WILDCARD"
+        elif "*" in pattern:  # no wildcards in this Blender: keep the attributes
+            self.tree.nodes.remove(node)
+            return geometry
+        node.inputs["Name"].default_value = pattern
+        self.link(geometry, node, "Geometry")
+        return node.outputs["Geometry"]
 
     def _feed(self, socket, value) -> None:
         if hasattr(value, "links") or hasattr(value, "is_output"):
@@ -114,8 +130,8 @@ def _interface(tree) -> None:
     sockets.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
 
 
-def _triangle_frames(b: _Builder, head_geometry):
-    """-> (centroid, t, bitangent, n, k) fields of each point's bound triangle."""
+def _corner_positions(b: _Builder, head_geometry):
+    """-> (p0, p1, p2) fields: the evaluated positions of each point's triangle corners."""
     corners = []
     for name in layout.ATTR_CORNERS:
         sample = b.node("GeometryNodeSampleIndex", data_type="FLOAT_VECTOR", domain="POINT")
@@ -123,7 +139,12 @@ def _triangle_frames(b: _Builder, head_geometry):
         b.link(b.node("GeometryNodeInputPosition").outputs[0], sample, "Value")
         b.link(b.attribute(name, "INT"), sample, "Index")
         corners.append(sample.outputs[0])
-    p0, p1, p2 = corners
+    return tuple(corners)
+
+
+def _triangle_frames(b: _Builder, head_geometry):
+    """-> (centroid, t, bitangent, n, k) fields of each point's bound triangle."""
+    p0, p1, p2 = _corner_positions(b, head_geometry)
     e0 = b.vmath("SUBTRACT", p1, p0)
     e1 = b.vmath("SUBTRACT", p2, p0)
     cross = b.vmath("CROSS_PRODUCT", e0, e1)
@@ -174,21 +195,6 @@ def _store_orientation(b: _Builder, geometry, frames):
     return store_scale.outputs[0]
 
 
-def _remove_attributes(b: _Builder, geometry, pattern: str):
-    """Remove Named Attribute with a wildcard (Blender 4.2+); -> the output geometry."""
-    node = b.node("GeometryNodeRemoveAttribute")
-    if "Pattern Mode" in node.inputs:  # 5.0: a menu socket
-        node.inputs["Pattern Mode"].default_value = "Wildcard"
-    elif hasattr(node, "pattern_mode"):
-        node.pattern_mode = "WILDCARD"
-    elif "*" in pattern:  # no wildcards in this Blender: keep the attributes
-        b.tree.nodes.remove(node)
-        return geometry
-    node.inputs["Name"].default_value = pattern
-    b.link(geometry, node, "Geometry")
-    return node.outputs["Geometry"]
-
-
 def build_pose_tree(name: str = TREE_NAME):
     """A new geometry-nodes group implementing the module docstring's maths."""
     tree = bpy.data.node_groups.new(name, "GeometryNodeTree")
@@ -204,13 +210,18 @@ def build_pose_tree(name: str = TREE_NAME):
     # later node works on fewer attributes and points
     geometry = group_in.outputs["Geometry"]
     for pattern in PREVIEW_UNUSED_ATTRIBUTES:
-        geometry = _remove_attributes(b, geometry, pattern)
-    # the SH coefficients only travel when the Gaussians draw (a lazy switch)
-    points_only = _remove_attributes(b, geometry, "hs_sh_*")
+        geometry = b.remove_attributes(geometry, pattern)
+    # each way of drawing keeps only the attributes it reads (a lazy switch), so the level
+    # of detail's Delete Geometry and the instancing copy no more
+    points_only, gaussians_only = geometry, geometry
+    for pattern in gaussian_nodes.GAUSSIAN_ONLY_ATTRIBUTES:
+        points_only = b.remove_attributes(points_only, pattern)
+    for pattern in gaussian_nodes.UNUSED_BY_GAUSSIANS:
+        gaussians_only = b.remove_attributes(gaussians_only, pattern)
     choose = b.node("GeometryNodeSwitch", input_type="GEOMETRY")
     b.link(group_in.outputs[INPUT_GAUSSIANS], choose, "Switch")
     b.link(points_only, choose, "False")
-    b.link(geometry, choose, "True")
+    b.link(gaussians_only, choose, "True")
     keep = b.math("LESS_THAN", b.attribute(layout.ATTR_LOD, "FLOAT"), group_in.outputs[INPUT_DENSITY])
     delete = b.node("GeometryNodeDeleteGeometry", domain="POINT", mode="ALL")
     b.link(choose.outputs[0], delete, "Geometry")
@@ -237,7 +248,8 @@ def build_pose_tree(name: str = TREE_NAME):
     b.link(group_in.outputs[INPUT_MATERIAL], set_material, "Material")
 
     instances = gaussian_nodes.gaussian_instances(
-        b, delete.outputs[0], frames, _posed_means(b, frames), pixel_angle=group_in.outputs[INPUT_PIXEL_ANGLE],
+        b, delete.outputs[0], head.outputs["Geometry"],
+        pixel_angle=group_in.outputs[INPUT_PIXEL_ANGLE],
         sh_degree=group_in.outputs[INPUT_SH_DEGREE], material=group_in.outputs[INPUT_GAUSSIAN_MATERIAL])
     drawn = b.node("GeometryNodeSwitch", input_type="GEOMETRY")
     b.link(group_in.outputs[INPUT_GAUSSIANS], drawn, "Switch")

@@ -40,13 +40,20 @@ ATTR_RADIUS_LOCAL = "hs_radius_local"
 ATTR_COLOR = "hs_color"
 ATTR_ALPHA = "hs_alpha"
 ATTR_LOD = "hs_lod"
-# Display-referred degree-0 colour (SH_C0 f_dc + 0.5, unclipped) and the higher SH
-# coefficients as one RGB vector per basis function (hs_sh_1..hs_sh_15, head space): the
-# true-splat tree adds the view-dependent terms from the camera direction.
-ATTR_RGB = "hs_rgb"
-# Each Gaussian's local rotation times its local scale, column i (triangle-local units):
-# the true splats pose these three axes with the triangle frame.
-ATTR_AXES = ("hs_axis_0", "hs_axis_1", "hs_axis_2")
+# What the true splats' material reads per Gaussian, as instance attributes (EEVEE reads
+# at most 8 per material, each up to 4 floats): the display-referred degree-0 colour
+# (SH_C0 f_dc + 0.5, unclipped) and the opacity, and the 45 higher SH coefficients
+# (head space) packed two to a float (``pack_sh``).
+ATTR_RGBA = "hs_rgba"
+ATTR_SH_PACKS = tuple(f"hs_sh_pack_{i}" for i in range(7))
+SH_LEVELS = 4096  # quantisation levels of a packed coefficient (12 bits: two fit a float32 exactly)
+# Each Gaussian's local transform [R S | mean] (R S: local rotation times local scale;
+# triangle-local units) as one 4x4 matrix: the true splats pose it with one matrix
+# product by the triangle frame [k t, k b, k n | centroid].
+ATTR_XFORM_LOCAL = "hs_xform_local"
+# 1 / sigma_i^2 of the local scales: the eps2d blur's growth of each posed axis.
+ATTR_INV_SIGMA2 = "hs_inv_sigma2"
+MAX_INV_SIGMA2 = 1e30  # float32-safe for splats of (near) zero scale
 # Written by the posing tree on its output (evaluated geometry only).
 ATTR_POSED_ROTATION = "hs_rotation"
 ATTR_POSED_SCALE = "hs_scale"
@@ -54,19 +61,68 @@ ATTR_POSED_SCALE = "hs_scale"
 _H = camera_mod.HEAD_TO_BLENDER[:3, :3]
 
 
-def axis_attribute(i: int) -> str:
-    return ATTR_AXES[i]
+def local_transforms(quats_local: np.ndarray, log_scales_local: np.ndarray, means_local: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) float32 [R S | mean]: column i of R S is the local rotation's axis i
+    times exp(log scale i)."""
+    n = len(quats_local)
+    transforms = np.zeros((n, 4, 4), np.float64)
+    transforms[:, :3, :3] = rotations.quat_to_matrix(quats_local) * np.exp(
+        log_scales_local.astype(np.float64))[:, None, :]
+    transforms[:, :3, 3] = means_local
+    transforms[:, 3, 3] = 1.0
+    return transforms.astype(np.float32)
 
 
-def local_axes(quats_local: np.ndarray, log_scales_local: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) float32: column i = local rotation's axis i times exp(log scale i)."""
-    return (rotations.quat_to_matrix(quats_local) * np.exp(log_scales_local.astype(np.float64))[:, None, :]
-            ).astype(np.float32)
+def matrix_attribute_values(matrices: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) -> (N, 16) in the order Blender's FLOAT4X4 attributes store (column-major)."""
+    return np.ascontiguousarray(np.transpose(matrices, (0, 2, 1)).reshape(len(matrices), 16), np.float32)
 
 
-def sh_attribute(k: int) -> str:
-    """The attribute holding SH coefficient ``k`` (1..15) of every splat, as (r, g, b)."""
-    return f"hs_sh_{k}"
+def pack_sh(sh_rest: np.ndarray) -> np.ndarray:
+    """(N, K, 3) higher SH coefficients (K <= 15) -> (N, 7, 4) float32, the values of
+    ``ATTR_SH_PACKS``. Each coefficient c is quantised against the splat's largest
+    |coefficient| s to q = round((c / s + 1) (L - 1) / 2) in [0, L - 1] (L = SH_LEVELS;
+    error at most s / (L - 1)), and two of them share a float as hi L + lo (below 2^24,
+    so exact in float32; the material unpacks them with floor). Pack i's RGB holds
+    coefficients 2i + 1 (hi) and 2i + 2 (lo); the alphas hold coefficient 15's r, g (pack 0)
+    and b (pack 1, hi) and s (pack 2). Missing coefficients (degree < 3) are 0."""
+    sh_rest = np.asarray(sh_rest, dtype=np.float64)
+    n, k = sh_rest.shape[:2]
+    if k > 15:
+        raise ValueError(f"at most 15 higher SH coefficients per splat (degree 3), got {k}")
+    coefficients = np.zeros((n, 15, 3))
+    coefficients[:, :k] = sh_rest
+    scale = np.abs(coefficients).reshape(n, -1).max(axis=1)
+    safe = np.where(scale > 0, scale, 1.0)
+    q = np.rint((coefficients / safe[:, None, None] + 1.0) * (SH_LEVELS - 1) / 2.0).clip(0, SH_LEVELS - 1)
+    packs = np.zeros((n, 7, 4))
+    packs[:, :, :3] = q[:, 0:14:2] * SH_LEVELS + q[:, 1:14:2]
+    packs[:, 0, 3] = q[:, 14, 0] * SH_LEVELS + q[:, 14, 1]
+    packs[:, 1, 3] = q[:, 14, 2] * SH_LEVELS + np.rint((SH_LEVELS - 1) / 2.0)
+    packs[:, 2, 3] = scale
+    return packs.astype(np.float32)
+
+
+def unpack_sh(packs: np.ndarray) -> np.ndarray:
+    """(N, 7, 4) -> (N, 15, 3): what the material decodes (for tests)."""
+    packs = np.asarray(packs, dtype=np.float64)
+    scale = packs[:, 2, 3]
+    hi_lo = []
+    for value in (packs[:, :, :3], packs[:, 0:2, 3]):
+        hi = np.floor(value / SH_LEVELS)
+        hi_lo.append((hi, value - hi * SH_LEVELS))
+    (rgb_hi, rgb_lo), (alpha_hi, alpha_lo) = hi_lo
+    q = np.zeros((len(packs), 15, 3))
+    q[:, 0:14:2], q[:, 1:14:2] = rgb_hi, rgb_lo
+    q[:, 14] = np.stack([alpha_hi[:, 0], alpha_lo[:, 0], alpha_hi[:, 1]], axis=1)
+    return q * (2.0 * scale / (SH_LEVELS - 1))[:, None, None] - scale[:, None, None]
+
+
+def inverse_variances(log_scales_local: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 1 / sigma_i^2 of the local scales, capped at MAX_INV_SIGMA2."""
+    return np.minimum(np.exp(-2.0 * log_scales_local.astype(np.float64)), MAX_INV_SIGMA2).astype(np.float32)
+
+
 _H_QUAT = rotations.matrix_to_quat(_H)
 
 
@@ -74,7 +130,8 @@ _H_QUAT = rotations.matrix_to_quat(_H)
 class SplatPoints:
     """positions: (N, 3) float32 rest means in object space.
     attributes: name -> (Blender attribute type, array (N,) or (N, C)); types are FLOAT,
-    INT, FLOAT_VECTOR, FLOAT_COLOR (RGBA) and QUATERNION (w, x, y, z)."""
+    INT, FLOAT_VECTOR, FLOAT_COLOR (RGBA), QUATERNION (w, x, y, z) and FLOAT4X4 (16,
+    column-major: ``matrix_attribute_values``)."""
 
     positions: np.ndarray
     attributes: dict[str, tuple[str, np.ndarray]]
@@ -161,12 +218,16 @@ def splat_points(splats: splat_format.LocalSplats, rest_vertices: np.ndarray, fa
     rgba = np.ones((splats.count, 4), np.float32)
     rgba[:, :3] = srgb_to_linear(splat_format.sh_dc_to_rgb(splats.sh_dc))
     attributes[ATTR_COLOR] = ("FLOAT_COLOR", rgba)
-    axes = local_axes(splats.quats_local, splats.log_scales_local)
-    for i, name in enumerate(ATTR_AXES):
-        attributes[name] = ("FLOAT_VECTOR", np.ascontiguousarray(axes[:, :, i]))
-    attributes[ATTR_RGB] = ("FLOAT_VECTOR", (splat_format.SH_C0 * splats.sh_dc + 0.5).astype(np.float32))
-    for k in range(1, splats.sh_rest.shape[1] + 1):
-        attributes[sh_attribute(k)] = ("FLOAT_VECTOR", np.ascontiguousarray(splats.sh_rest[:, k - 1], np.float32))
+    attributes[ATTR_XFORM_LOCAL] = ("FLOAT4X4", matrix_attribute_values(local_transforms(
+        splats.quats_local, splats.log_scales_local, splats.means_local)))
+    attributes[ATTR_INV_SIGMA2] = ("FLOAT_VECTOR", inverse_variances(splats.log_scales_local))
+    rgba = np.empty((splats.count, 4), np.float32)
+    rgba[:, :3] = splat_format.SH_C0 * splats.sh_dc + 0.5
+    rgba[:, 3] = world.opacities
+    attributes[ATTR_RGBA] = ("FLOAT_COLOR", rgba)
+    packs = pack_sh(splats.sh_rest)
+    for i, name in enumerate(ATTR_SH_PACKS):
+        attributes[name] = ("FLOAT_COLOR", np.ascontiguousarray(packs[:, i]))
     attributes[ATTR_ALPHA] = ("FLOAT", world.opacities.astype(np.float32))
     attributes[ATTR_LOD] = ("FLOAT", lod_rank(world.opacities, world.scales, seed=lod_seed))
     return SplatPoints(positions, attributes)

@@ -10,7 +10,7 @@ from . import gaussian_material, geometry_nodes, materials
 from .splat_layout import SplatPoints, default_density
 
 _VALUE_KEY = {"FLOAT": "value", "INT": "value", "QUATERNION": "value", "FLOAT_VECTOR": "vector",
-              "FLOAT_COLOR": "color"}
+              "FLOAT_COLOR": "color", "FLOAT4X4": "value"}
 
 
 def points_mesh(name: str, points: SplatPoints):
