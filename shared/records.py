@@ -55,6 +55,7 @@ class JobInfo:
     result: dict = field(default_factory=dict)  # summary of the result of a done job
     position: int | None = None
     cancel_requested: bool = False
+    worker: str | None = None   # the cluster worker(s) running it; None on a server without a cluster
 
     def to_wire(self) -> dict:
         data = asdict(self)

@@ -92,6 +92,7 @@ class JobRecord:
     params: dict = field(default_factory=dict)
     result: dict = field(default_factory=dict)
     revision: int = 0
+    worker: str | None = None   # the cluster worker(s) that ran it (headsplat serve --cluster)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -114,7 +115,7 @@ class JobRecord:
                        started_at=self.started_at, finished_at=self.finished_at, stage=self.stage,
                        fraction=self.fraction, message=self.message, eta_s=self.eta_s, error=self.error,
                        params=self.params, result=self.result, position=position,
-                       cancel_requested=cancel_requested)
+                       cancel_requested=cancel_requested, worker=self.worker)
 
     def finish(self, state: JobState, error: ErrorInfo | None = None, message: str | None = None) -> None:
         self.state = state
