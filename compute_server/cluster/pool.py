@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 ACTOR_CONCURRENCY = 4    # one thread runs the job, the others answer events/cancel/identity
 START_TIMEOUT_S = 180.0  # actors import torch and load the head model before they answer
+RESTART_GIVE_UP_S = 600.0  # a worker not back this long after its process died is left out
 
 
 @dataclass
@@ -87,23 +88,26 @@ class WorkerPool:
         """A free worker for ``job`` (the longest-free first); with ``wait``, blocks until
         one is free or ``give_up()`` is true (-> None)."""
         with self._cond:
+            self._refresh()
             while not self._free:
                 if not wait or give_up():
                     return None
                 self._cond.wait(poll_s)
+                self._refresh()
             worker = self._free.pop(0)
             worker.job = job
             return worker
 
     def release(self, worker: PooledWorker, *, lost: bool = False) -> None:
-        """Give a worker back. ``lost``: its process died; Ray restarts it, and it goes to
-        the back of the line so that re-run work prefers a worker that is up."""
+        """Give a worker back. ``lost``: its process died; Ray restarts it, and it is lent
+        again once the restarted process answers."""
         with self._cond:
             worker.job = None
             if lost:
                 worker.lost_at = time.time()
                 worker.identity_ref = worker.handle.identity.remote()
-            self._free.append(worker)
+            else:
+                self._free.append(worker)
             self._cond.notify_all()
 
     def free_count(self) -> int:
@@ -111,24 +115,32 @@ class WorkerPool:
             return len(self._free)
 
     def _refresh(self) -> None:
-        """Pick up the new identity (pid) of restarted workers, without blocking."""
+        """Lend restarted workers again once they answer (with their new pid); never
+        blocks. The caller holds the lock."""
         ray = self.connection.ray
         for worker in self.workers:
             if worker.identity_ref is None:
                 continue
             ready, _ = ray.wait([worker.identity_ref], timeout=0)
-            if ready:
-                try:
-                    worker.identity = ray.get(worker.identity_ref)
-                    worker.lost_at = None
-                except Exception as exc:  # noqa: BLE001 - still restarting, or gone for good
-                    log.debug("worker %s identity: %s", worker.name, exc)
-                worker.identity_ref = None
+            if not ready:
+                continue
+            try:
+                worker.identity = ray.get(worker.identity_ref)
+            except Exception as exc:  # noqa: BLE001 - still restarting: ask again later
+                log.debug("worker %s is not back yet: %s", worker.name, exc)
+                if time.time() - worker.lost_at > RESTART_GIVE_UP_S:
+                    worker.identity_ref = None  # gone for good: never lent again
+                else:
+                    worker.identity_ref = worker.handle.identity.remote()
+                continue
+            log.info("cluster worker %s is back (pid %s)", worker.name, worker.identity.get("pid"))
+            worker.identity_ref, worker.lost_at = None, None
+            self._free.append(worker)
 
     def describe(self) -> list[dict]:
-        if self.connection.reachable:
-            self._refresh()
         with self._cond:
+            if self.connection.reachable:
+                self._refresh()
             return [w.describe() for w in self.workers]
 
     def close(self) -> None:
