@@ -77,6 +77,11 @@ def test_server_info_shows_the_cluster_and_its_two_workers(client, cluster):
     workers = info["cluster"]["workers"]
     assert len(workers) == 2 and len({w["pid"] for w in workers}) == 2
     assert info["cluster"]["cpus"] == 2 and info["health"]["ok"]
+    from compute_server.cli.info import format_info
+
+    lines = format_info(info).splitlines()  # what `headsplat info` prints
+    assert any(line.strip().startswith(f"cluster:          {cluster.address} (reachable)") for line in lines)
+    assert sum(line.strip().startswith(("w0:", "w1:")) for line in lines) == 2
 
 
 def test_a_cluster_avatar_renders_the_frames_the_embedded_server_renders(client, created, front, tmp_path):

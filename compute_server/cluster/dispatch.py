@@ -43,7 +43,7 @@ def lost_errors(ray) -> tuple[type[BaseException], ...]:
     """What Ray raises for a task whose worker died or cannot be reached."""
     exceptions = ray.exceptions
     names = ("RayActorError", "ActorDiedError", "ActorUnavailableError", "WorkerCrashedError",
-             "NodeDiedError", "ObjectLostError", "OwnerDiedError", "GetTimeoutError", "RaySystemError")
+             "NodeDiedError", "ObjectLostError", "OwnerDiedError", "RaySystemError")
     return tuple(getattr(exceptions, n) for n in names if hasattr(exceptions, n))
 
 
@@ -58,6 +58,7 @@ class RunningTask:
         self.task = task
         self.ref = worker.handle.run.remote(task)
         self._cancel_sent = False
+        self._events_ref = None   # an events() call whose answer has not been read yet
 
     def cancel(self) -> None:
         if not self._cancel_sent:
@@ -67,12 +68,23 @@ class RunningTask:
     def drain(self, finished: bool) -> tuple[list[dict], TaskOutcome | None]:
         """-> (reports since the last drain, the outcome when ``finished``). The reports are
         read after ``finished`` was seen, so none made before the end is missed."""
+        timeout = self.ray.exceptions.GetTimeoutError  # a slow answer is not a dead worker: wait for it
         try:
-            events = self.ray.get(self.worker.handle.events.remote(self.task.task_id), timeout=EVENTS_TIMEOUT_S)
-            if not finished:
-                return events, None
-            outcome = self.ray.get(self.ref, timeout=EVENTS_TIMEOUT_S)
+            if self._events_ref is None:
+                self._events_ref = self.worker.handle.events.remote(self.task.task_id)
+            events = self.ray.get(self._events_ref, timeout=EVENTS_TIMEOUT_S)
+            self._events_ref = None
+        except timeout:
+            return [], None
         except lost_errors(self.ray) as exc:
+            raise WorkerLost(self.worker, exc) from None
+        if not finished:
+            return events, None
+        try:
+            outcome = self.ray.get(self.ref, timeout=EVENTS_TIMEOUT_S)
+        except timeout:
+            return events, None
+        except lost_errors(self.ray) as exc:  # the reports read above are dropped: that work runs again
             raise WorkerLost(self.worker, exc) from None
         self.worker.handle.forget_events.remote(self.task.task_id)
         return events, outcome

@@ -98,6 +98,8 @@ class RenderSplit:
                 self._start_chunks()
                 if not self.pool.connection.reachable:
                     raise self.pool.connection.unavailable_error()
+                if not self.running:
+                    continue
                 ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=POLL_S)
                 for ref in list(self.running):
                     self._collect(ref, ref in ready)
@@ -110,6 +112,8 @@ class RenderSplit:
             outcome_result(self.failure)
         if self.ctx.cancel_requested:
             raise JobCancelled(self.ctx.job)
+        if self.next_frame != self.req.n_frames:  # every chunk ended, yet a frame never came
+            raise RuntimeError(f"frame {self.next_frame} of the shot never arrived from the cluster workers")
         first = self.cameras[0]
         return {"frames": self.req.n_frames, "width": first.width, "height": first.height, "format": self.req.fmt,
                 "files": self.files, "first_frame": self.req.first_frame, "depth": self.req.depth}

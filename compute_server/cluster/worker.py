@@ -179,11 +179,11 @@ class JobWorker:
                              device=self.device, cancel_event=cancel, report=buffer.add)
             ctx.check()
             outcome.result = kind.run(ctx, task.job_input)
-            if task.return_files:
+            if task.return_files:  # a whole job: its files, and the avatar it made, if any
                 outcome.files = {p.name: p.read_bytes() for p in output_dir.iterdir() if p.is_file()}
-            published = self.store.published_by([task.job])
-            if task.job in published:
-                outcome.avatar = read_payload(self.store, published[task.job].avatar)
+                published = self.store.published_by([task.job])
+                if task.job in published:
+                    outcome.avatar = read_payload(self.store, published[task.job].avatar)
         except JobCancelled:
             outcome.status = "cancelled"
         except UserError as exc:
