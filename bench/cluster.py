@@ -9,13 +9,15 @@ Everything runs for real: a cluster started with ``ray start --head`` (tests/clu
 Workers and the embedded server get one torch thread each (OMP_NUM_THREADS=1), so two
 workers do not fight over the machine's two cores.
 
-1. Overhead per job (client wall time, median of ``--repeats``): a 1-frame 512 px render
-   and a job that does nothing (test.count, one step of 0 s: server.info-sized work), on
-   the embedded server and on a clustered front with two workers.
+1. Overhead per job (client wall time, median of ``--repeats``, the two servers asked in
+   turn): a 1-frame 512 px render and a job that does nothing (test.count, one step of
+   0 s: server.info-sized work), on the embedded server and on a clustered front with two
+   workers.
 2. Throughput: a ``--frames``-frame 512 px render on a front with one worker and on a front
    with two workers, and their ratio.
 3. The front's own cost: its CPU seconds (from /proc) per frame it relays, at 512 px and
-   at 1080p, and the 1080p per-frame cost on one worker.
+   at 1080p (its polling of the workers included, so an upper bound), and the 1080p
+   per-frame cost on one worker.
 4. A projection for a 240-frame 1080p shot on 1, 4 and 16 workers, from those figures:
    time = frames x frame cost / workers + chunks per worker x chunk overhead, and never
    less than the front's relay time (frames x front CPU per frame): the point where the
@@ -86,10 +88,18 @@ def empty_job(client) -> float:
     return time.perf_counter() - started
 
 
-def overheads(client, repeats: int) -> dict:
-    render(client, 1, (512, 512))  # warm: the avatar reaches the workers, models load
-    return {"render_1": statistics.median(render(client, 1, (512, 512)) for _ in range(repeats)),
-            "empty": statistics.median(empty_job(client) for _ in range(repeats))}
+def overheads(local, cluster, repeats: int) -> tuple[dict, dict]:
+    """Medians of the same small jobs on the embedded server and the clustered front,
+    taken alternately so that other load on the machine falls on both alike."""
+    times = {(side, job): [] for side in ("local", "cluster") for job in ("render_1", "empty")}
+    for client in (local, cluster):
+        render(client, 1, (512, 512))  # warm: the avatar reaches the workers, models load
+    for _ in range(repeats):
+        for side, client in (("local", local), ("cluster", cluster)):
+            times[side, "render_1"].append(render(client, 1, (512, 512)))
+            times[side, "empty"].append(empty_job(client))
+    return ({job: statistics.median(times["local", job]) for job in ("render_1", "empty")},
+            {job: statistics.median(times["cluster", job]) for job in ("render_1", "empty")})
 
 
 def front(root: Path, name: str, *extra_args: str):
@@ -119,16 +129,14 @@ def main(argv=None) -> None:
             hd_front_cpu = (cpu_seconds(srv.proc.pid) - cpu0) / args.hd_frames
             one_worker_s = render(c, args.frames, (512, 512))
         print("one worker done", flush=True)
-        with front(root, "two", "--cluster", cl.address, "--cluster-workers", "2") as srv, srv.client(timeout_s=60) as c:
-            cluster_over = overheads(c, args.repeats)
+        with front(root, "two", "--cluster", cl.address, "--cluster-workers", "2") as srv, \
+                front(root, "local") as local_srv, srv.client(timeout_s=60) as c, local_srv.client(timeout_s=60) as lc:
+            local_over, cluster_over = overheads(lc, c, args.repeats)
             cpu0 = cpu_seconds(srv.proc.pid)
             two_workers_s = render(c, args.frames, (512, 512))
             front_cpu_512 = (cpu_seconds(srv.proc.pid) - cpu0) / args.frames
-        print("two workers done", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-local-") as scratch:
-        with front(Path(scratch), "local") as srv, srv.client(timeout_s=60) as c:
-            local_over = overheads(c, args.repeats)
-            local_s = render(c, args.frames, (512, 512))
+            local_s = render(lc, args.frames, (512, 512))
+        print("two workers and the embedded server done", flush=True)
 
     load = os.getloadavg()[0]
     print(f"\n{time.strftime('%Y-%m-%d')}, {args.splats:,} Gaussians, 1 torch thread per worker, load average "

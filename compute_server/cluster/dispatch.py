@@ -20,7 +20,7 @@ from .worker import TaskOutcome, WorkerTask
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05
+POLL_S = 0.2   # reports reach the client at most this late; a finished task is seen at once
 EVENTS_TIMEOUT_S = 10.0
 MAX_ATTEMPTS = 3
 _task_numbers = itertools.count()
