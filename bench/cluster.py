@@ -20,8 +20,9 @@ workers do not fight over the machine's two cores.
    that reports nothing), and the 1080p per-frame cost on one worker.
 4. A projection for a 240-frame 1080p shot on 1, 4 and 16 workers, from those figures:
    time = frames x frame cost / workers + chunks per worker x chunk overhead, and never
-   less than the front's relay time (frames x front CPU per frame): the point where the
-   front becomes the bottleneck is workers = frame cost / front CPU per frame.
+   less than the front's relay time (frames x front CPU per frame). The front (one core
+   for its Python threads) becomes the bottleneck when watching n busy workers and
+   relaying their frames takes all of it: n x polling + n / frame cost x relay = 1 s/s.
 """
 
 from __future__ import annotations
@@ -176,7 +177,9 @@ def main(argv=None) -> None:
             chunks = math.ceil(SHOT_FRAMES / chunk_size(SHOT_FRAMES, n))
             work = SHOT_FRAMES * frame_s / n + math.ceil(chunks / n) * chunk_s
             cells.append(f"{max(work, SHOT_FRAMES * hd_front_cpu):.1f} s")
-        print(f"| {label} | " + " | ".join(cells) + f" | {frame_s / max(hd_front_cpu, 1e-6):.0f} workers |")
+        # the front's CPU per second with n busy workers: n x polling + (n / frame_s) x relay
+        front_bound = 1.0 / (polling + hd_front_cpu / frame_s)
+        print(f"| {label} | " + " | ".join(cells) + f" | {front_bound:.0f} workers |")
 
 
 if __name__ == "__main__":
