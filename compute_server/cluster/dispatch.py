@@ -140,14 +140,15 @@ def run_on_worker(pool: WorkerPool, ctx, make_task, *, on_worker, note_retry) ->
     raise AssertionError("unreachable")
 
 
-def acquire(pool: WorkerPool, ctx, *, wait: bool = True) -> PooledWorker | None:
+def acquire(pool: WorkerPool, ctx, *, wait: bool = True, fraction: float = 0.0) -> PooledWorker | None:
     """A free worker for the job of ``ctx`` (UserError when the cluster is gone,
-    JobCancelled when the job is cancelled while it waits)."""
+    JobCancelled when the job is cancelled while it waits). ``fraction``: the job's
+    progress so far, for the "waiting" report."""
     connection = pool.connection
     worker = pool.acquire(ctx.job, wait=False)
     if worker is not None or not wait:
         return worker
-    ctx.progress("waiting", 0.0, "waiting for a free cluster worker")
+    ctx.progress("waiting", fraction, "waiting for a free cluster worker")
     while worker is None:
         if not connection.reachable:
             raise connection.unavailable_error()

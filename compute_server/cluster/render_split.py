@@ -128,7 +128,8 @@ class RenderSplit:
                 entry.task.cancel()
             return
         while self.pending:
-            worker = acquire(self.pool, self.ctx, wait=not self.running)
+            worker = acquire(self.pool, self.ctx, wait=not self.running,
+                             fraction=self.next_frame / self.req.n_frames)
             if worker is None:
                 return
             chunk = self.pending.pop(0)
