@@ -57,8 +57,8 @@ def register(subparsers) -> None:
                    help="a head model file (e.g. FLAME) to offer; repeatable")
     p.add_argument("--models-config", metavar="FILE", help="diffusion models configuration file")
     p.add_argument("--cluster", metavar="ADDRESS",
-                   help="run the jobs on a Ray cluster: 'auto' joins the cluster started on this machine "
-                        "(`ray start`), HOST:PORT another one (needs headsplat[cluster]; see docs/cluster.md)")
+                   help="run the jobs on a Ray cluster: 'auto' joins the cluster this machine belongs to "
+                        "(`ray start`), HOST:PORT names its head (needs headsplat[cluster]; see docs/cluster.md)")
     p.add_argument("--cluster-workers", type=int, metavar="N",
                    help="job workers to start on the cluster (default: one per GPU, or per CPU without GPUs)")
     p.add_argument("--worker-gpus", type=float, metavar="F",

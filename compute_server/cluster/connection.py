@@ -53,7 +53,8 @@ def import_ray():
 
 class ClusterConnection:
     """The front's membership in a cluster (see the module docstring). ``address``: what
-    was asked for (``auto``, ``HOST:PORT`` or ``ray://HOST:10001``)."""
+    was asked for (``auto`` or ``HOST:PORT`` of the head; this machine must be a node of
+    the cluster, as every Ray driver)."""
 
     def __init__(self, address: str):
         self.address = address
