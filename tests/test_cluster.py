@@ -131,6 +131,19 @@ def test_two_clients_jobs_run_at_once_on_different_workers(front):
     assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]  # the windows overlap
 
 
+def test_the_queue_is_fair_between_clients(front):
+    """Seat A queues three jobs, then seat B one: B's job takes the first worker that
+    frees, ahead of A's third (A already has a job running then, B none)."""
+    with front.client() as a, front.client() as b:
+        a_jobs = [a.submit("test.count", {"steps": 6, "step_s": 0.1}) for _ in range(3)]
+        b_job = b.submit("test.count", {"steps": 1, "step_s": 0.0})
+        for job in a_jobs:
+            a.wait_job(job, timeout_s=60)
+        b.wait_job(b_job, timeout_s=60)
+        started = {job: a.call("job.status", {"job": job})["started_at"] for job in [*a_jobs, b_job]}
+    assert started[b_job] < started[a_jobs[2]]
+
+
 def test_cancel_frees_the_worker_within_a_second(client):
     job = client.submit("test.count", {"steps": 300, "step_s": 0.05})
     deadline = time.monotonic() + 30

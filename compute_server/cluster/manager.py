@@ -3,15 +3,17 @@
 Why a subclass and not a new manager: records, persistence, events, cancel, retention
 and restart recovery are exactly the embedded server's; only "one job at a time" changes.
 Each thread takes the next queued job and runs it (through the cluster runner, which
-waits for a free worker), so as many jobs run at once as the cluster has workers.
+waits for a free worker), so as many jobs run at once as the cluster has workers. The
+next job is chosen fairly between the clients that submitted them (``_fair_first``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 
-from compute_server.jobs.manager import JobManager, SHUTDOWN_RUNNING, _Entry
+from compute_server.jobs.manager import RETRY_UNSAVED_EVERY_S, SHUTDOWN_RUNNING, JobManager, _Entry
 from shared.protocol import ErrorCode, ErrorInfo
 from shared.records import JobState
 
@@ -28,6 +30,7 @@ class ClusterJobManager(JobManager):
         self.cluster_problem = lambda: None   # a sentence when the cluster cannot run jobs
         self.cluster_kinds: dict = {}         # job kind name -> the same kind, run on the cluster
         self._active: set[_Entry] = set()
+        self._clients: dict[str, bytes | None] = {}  # job id -> who submitted it, while unfinished
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -48,9 +51,13 @@ class ClusterJobManager(JobManager):
             health["cluster_problem"] = problem
         return health
 
-    def submit(self, kind, job_input, params_summary: dict):
+    def submit(self, kind, job_input, params_summary: dict, client: bytes | None = None):
         """Queue the job with its cluster ``run`` (the registry keeps the embedded one)."""
-        return super().submit(self.cluster_kinds.get(kind.name, kind), job_input, params_summary)
+        info = super().submit(self.cluster_kinds.get(kind.name, kind), job_input, params_summary)
+        with self._cond:
+            if info.job in self._entries and not self._entries[info.job].record.state.finished:
+                self._clients[info.job] = client
+        return info
 
     def note_worker(self, job_id: str, worker: str) -> bool:
         """Job ``job_id`` runs (partly) on ``worker``: job status names it. -> whether it
@@ -68,16 +75,35 @@ class ClusterJobManager(JobManager):
     # ---------------------------------------------------------------- several running jobs
 
     def _next(self):
-        entry = super()._next()
-        if entry is not None:
-            with self._cond:
+        with self._cond:  # a reentrant lock: the base class takes it again
+            while not self._queue and not self._stopping:
+                self._cond.wait(RETRY_UNSAVED_EVERY_S if self.keeper.unsaved else None)
+                if self.keeper.unsaved and not self._queue:
+                    self.keeper.flush()
+            self._fair_first()
+            entry = super()._next()
+            if entry is not None:
                 self._active.add(entry)
                 if self._running is entry:
                     self._running = None
         return entry
 
+    def _fair_first(self) -> None:
+        """Fair between clients: the next job is the oldest one of the client that has the
+        fewest jobs running now (a seat that queued ten jobs does not hold every worker
+        while another seat's single job waits). The caller holds the lock."""
+        if len(self._queue) < 2:
+            return
+        running = Counter(self._clients.get(e.record.job) for e in self._active)
+        best = min(range(len(self._queue)), key=lambda i: (running[self._clients.get(self._queue[i])], i))
+        if best:
+            job = self._queue[best]
+            del self._queue[best]
+            self._queue.appendleft(job)
+
     def _finish(self, entry, state, error, message=None, result=None) -> None:
         self._active.discard(entry)
+        self._clients.pop(entry.record.job, None)
         super()._finish(entry, state, error, message, result)
 
     def _fail_stuck(self, entry, exc) -> None:
