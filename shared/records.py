@@ -55,6 +55,7 @@ class JobFields:
     error: ErrorInfo | None = None
     params: dict = field(default_factory=dict)
     result: dict = field(default_factory=dict)
+    worker: str | None = None   # the cluster worker(s) that ran it; None on a server without a cluster
 
     def _plain(self) -> dict:
         """Every field as plain data (the state by value, the error as its wire map)."""

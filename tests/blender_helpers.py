@@ -228,12 +228,16 @@ def addon_prefs():
 
 
 def shared_server(tmp_root: Path | None = None):
-    """One `headsplat serve` (test jobs on) for the add-on tests of this process."""
+    """One `headsplat serve` (test jobs on) for the add-on tests of this process. With
+    HEADSPLAT_TEST_CLUSTER=ADDRESS it is a clustered front on that Ray cluster (the add-on
+    must work unchanged against one: docs/cluster.md)."""
     if "server" not in _SINGLETONS:
         from tests.server_harness import start_server
 
         root = Path(tmp_root or tempfile.mkdtemp(prefix="headsplat-addon-server-"))
-        server = start_server(root / "data")
+        cluster = os.environ.get("HEADSPLAT_TEST_CLUSTER")
+        server = start_server(root / "data", extra_args=("--cluster", cluster) if cluster else (),
+                              ready_timeout_s=300.0 if cluster else 60.0)
         _SINGLETONS["server"] = server
 
         def stop():

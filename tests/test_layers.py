@@ -25,7 +25,9 @@ LAYERS = {
     "diffusion": 3,
     "training": 4,     # the trainer (init, optimize)
     "pipeline": 5,     # the jobs: avatar.create, motion.track, render.frames
-    "server": 6,
+    # server and cluster know each other (lazily): the server picks the cluster's job manager
+    # under --cluster, and a cluster worker builds a server context to load the job plugins
+    "server": 6, "cluster": 6,
     "doctor": 7, "client_tools": 7,
     "demo": 8,
     "cli": 9,

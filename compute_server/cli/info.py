@@ -33,8 +33,24 @@ def format_info(info: dict) -> str:
         lines.append(f"  limits:           {limits['max_message_bytes'] / 2**20:g} MiB per message, "
                      f"{limits['max_image_pixels'] / 1e6:g} MP per image, {limits['max_render_frames']} frames "
                      f"per render, {limits['max_queued_jobs']} queued jobs")
+    lines += _cluster_lines(info.get("cluster"))
     lines += _health_lines(info.get("health"))
     return "\n".join(lines)
+
+
+def _cluster_lines(cluster: dict | None) -> list[str]:
+    """The Ray cluster the jobs run on (headsplat serve --cluster), worker by worker."""
+    if not cluster:
+        return []
+    state = "reachable" if cluster.get("reachable") else "UNREACHABLE"
+    lines = [f"  cluster:          {cluster.get('address')} ({state}): {len(cluster.get('nodes', []))} node(s), "
+             f"{cluster.get('cpus', 0):g} CPUs, {cluster.get('gpus', 0):g} GPUs, "
+             f"{cluster.get('free_workers', 0)} of {len(cluster.get('workers', []))} workers free"]
+    for worker in cluster.get("workers", []):
+        doing = "restarting" if worker.get("restarting") else (worker.get("job") or "free")
+        lines.append(f"    {worker.get('name')}: {worker.get('device')} on {worker.get('node')} (pid {worker.get('pid')}), "
+                     f"{doing}, {worker.get('jobs_done', 0)} tasks done")
+    return lines
 
 
 def _health_lines(health: dict | None) -> list[str]:

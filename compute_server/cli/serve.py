@@ -56,6 +56,13 @@ def register(subparsers) -> None:
     p.add_argument("--plugin", metavar="MODULE", action="append", default=[],
                    help="an extra plugin module to load (it defines register(ctx) and adds methods or job "
                         "kinds); repeatable")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the jobs on a Ray cluster: 'auto' joins the cluster this machine belongs to "
+                        "(`ray start`), HOST:PORT names its head (needs headsplat[cluster]; see docs/cluster.md)")
+    p.add_argument("--cluster-workers", type=int, metavar="N",
+                   help="job workers to start on the cluster (default: one per GPU, or per CPU without GPUs)")
+    p.add_argument("--worker-gpus", type=float, metavar="F",
+                   help="GPUs each cluster worker takes, e.g. 0.5 for two per GPU (default 1 with GPUs)")
     p.add_argument("--endpoint-file", metavar="FILE", type=Path,
                    help="write the bound endpoint here once serving (useful with port *)")
     p.set_defaults(func=run)
@@ -81,7 +88,8 @@ def config_from_args(args: argparse.Namespace):
     return ServerConfig(bind=args.bind, data_dir=args.data or default_data_dir(), device=args.device, limits=limits,
                         curve=curve, insecure=args.insecure, head_models=list(args.head_model),
                         models_config=args.models_config, log_level=args.log_level, log_format=args.log_format,
-                        plugins=tuple(args.plugin), retention=retention)
+                        plugins=tuple(args.plugin), retention=retention,
+                        cluster=args.cluster, cluster_workers=args.cluster_workers, worker_gpus=args.worker_gpus)
 
 
 def run(args: argparse.Namespace) -> int:

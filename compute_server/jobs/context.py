@@ -107,3 +107,8 @@ class JobContext:
         (e.g. ``ctx.emit(frame_index=i, frame=png_bytes)``)."""
         self.check()
         self._report(stage=None, fraction=None, message=None, eta_s=None, preview=None, extra=fields, send=True)
+
+    def relay(self, **report) -> None:
+        """Pass on a report this job made elsewhere (a cluster worker's own JobContext
+        buffered it: stage, fraction, message, eta_s, preview, extra, send), unthrottled."""
+        self._report(**report)

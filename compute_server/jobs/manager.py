@@ -226,10 +226,12 @@ class JobManager:
 
     # ---------------------------------------------------------------- network-thread API
 
-    def submit(self, kind: JobKind, job_input, params_summary: dict) -> JobInfo:
+    def submit(self, kind: JobKind, job_input, params_summary: dict, client: bytes | None = None) -> JobInfo:
         """Queue a job; raises UserError busy when the queue is full, no_space when the
         data disk cannot hold it, unavailable when the worker is gone. The record is on
-        disk before the job is queued: a refused submission leaves nothing behind."""
+        disk before the job is queued: a refused submission leaves nothing behind.
+        client: who submitted it (a clustered server shares its workers fairly between
+        clients; this one-worker queue is first come, first served)."""
         avatars = tuple(kind.avatars_used(job_input)) if kind.avatars_used else ()
         self._check_queue(kind)
         self._check_disk(kind, job_input)

@@ -75,7 +75,10 @@ class Server:
         store = AvatarStore(self.data.avatars)
         store.recover()
         self.events = EventBus(self._zmq)
-        jobs = JobManager(JobRecordStore(self.data.jobs), store=store, device=device,
+        manager_class = JobManager
+        if config.cluster:  # jobs run on a Ray cluster's workers (compute_server/cluster/)
+            from compute_server.cluster.manager import ClusterJobManager as manager_class
+        jobs = manager_class(JobRecordStore(self.data.jobs), store=store, device=device,
                           max_queued=config.limits.max_queued_jobs, emit=self.events.emit,
                           retention=config.retention, min_free_bytes=config.limits.min_free_bytes)
         jobs.recover()
@@ -85,6 +88,9 @@ class Server:
                                  device=device, device_description=describe_device(device),
                                  secure=config.curve is not None)
         self._load_plugins()
+        if config.cluster:
+            from compute_server.cluster.setup import attach_cluster
+            self.ctx.cluster = attach_cluster(self.ctx, jobs)
         self.socket = self._bind()
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._loop = RouterLoop(self.ctx, self.socket)
@@ -160,6 +166,8 @@ class Server:
         log.info("shutting down")
         self.ctx.jobs.shutdown(self.config.shutdown_grace_s)
         self._loop.send_events()  # the job.cancelled / job.failed events of the shutdown
+        if self.ctx.cluster is not None:
+            self.ctx.cluster.close()
         self._release()
         log.info("stopped")
 

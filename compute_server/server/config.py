@@ -43,6 +43,10 @@ class ServerConfig:
              their test-only job kinds this way).
     shutdown_grace_s: how long a running job may take to stop on SIGTERM/SIGINT.
     retention: which finished jobs (records and results) are forgotten, and when.
+    cluster: a Ray cluster address (``auto``, ``HOST:PORT``) to run the jobs on instead of
+        this process (compute_server/cluster/); None: the embedded worker thread.
+    cluster_workers, worker_gpus: how many workers to start on the cluster (default: one
+        per GPU, or per CPU without GPUs) and the GPUs each takes.
     """
 
     bind: str = DEFAULT_ENDPOINT
@@ -58,6 +62,9 @@ class ServerConfig:
     plugins: tuple[str, ...] = ()
     shutdown_grace_s: float = 5.0
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    cluster: str | None = None
+    cluster_workers: int | None = None
+    worker_gpus: float | None = None
 
     @property
     def hard_max_frame_bytes(self) -> int:

@@ -50,6 +50,7 @@ class ServerContext:
     started_at: float = field(default_factory=time.time)
     version: str = __version__
     secure: bool = False
+    cluster: Any = None   # compute_server.cluster.setup.ClusterView when jobs run on a Ray cluster
 
     @property
     def limits(self) -> Limits:

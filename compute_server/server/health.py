@@ -26,6 +26,8 @@ def server_health(ctx) -> dict:
                         f"its reserve of {format_bytes(floor)}; {FREE_SPACE_HINT}")
     if not jobs["worker_alive"]:
         problems.append("the job worker is not running: jobs stay queued; restart the server")
+    if jobs.get("cluster_problem"):
+        problems.append(jobs["cluster_problem"])
     if jobs["unsaved_records"]:
         problems.append(f"{jobs['unsaved_records']} job record(s) could not be saved yet (full or read-only disk)")
     return {"ok": not problems, "problems": problems, **disk.to_wire(), "min_free_bytes": floor, **jobs}

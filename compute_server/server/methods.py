@@ -22,6 +22,7 @@ SERVER_NAME = "HeadSplat compute server"
 
 
 def server_info(ctx, call: Call) -> dict:
+    cluster = {"cluster": ctx.cluster.describe()} if ctx.cluster is not None else {}
     return {
         "name": SERVER_NAME,
         "version": ctx.version,
@@ -36,6 +37,7 @@ def server_info(ctx, call: Call) -> dict:
         "secure": ctx.secure,
         "doctor": ctx.providers.doctor(),
         "health": server_health(ctx),
+        **cluster,
     }
 
 

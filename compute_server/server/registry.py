@@ -69,7 +69,7 @@ class MethodRegistry:
         def submit(ctx, call: Call) -> dict:
             job_input = kind.validate(call.params, ctx)
             params_summary = kind.summarize(job_input) if kind.summarize else summarize(call.params)
-            info = ctx.jobs.submit(kind, job_input, params_summary)
+            info = ctx.jobs.submit(kind, job_input, params_summary, client=call.client)
             ctx.events.watch(info.job, call.client)
             return {"job": info.job, "state": info.state.value, "position": info.position}
 
