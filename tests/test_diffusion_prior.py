@@ -1,7 +1,8 @@
 """GAF's iterative-denoising prior on tiny random-weight models: the schedule, pseudo
 ground truth shapes and determinism, cancel within a step, the optimizer with the prior
-(its pseudo views repaint the renders and change what is learned), and the server: diffusion models in server.info, a clear error for broken weights at
-submission, and avatar.create running synthesis and the prior end to end."""
+(its pseudo views repaint the renders and change what is learned), and the server:
+diffusion models in server.info, a clear error for broken weights at submission, and
+avatar.create running synthesis and the prior end to end."""
 
 from __future__ import annotations
 
@@ -138,7 +139,8 @@ class _RecordedPrior:
 
     def __init__(self, inner, teaches: bool = True):
         self.inner, self.teaches = inner, teaches
-        self.refresh_every, self.views_per_refresh, self.weight = inner.refresh_every, inner.views_per_refresh, inner.weight
+        self.refresh_every, self.views_per_refresh = inner.refresh_every, inner.views_per_refresh
+        self.weight = inner.weight
         self.requests, self.targets = [], []
 
     def pseudo_ground_truth(self, request, check_cancel):
