@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bench.metrics import (composite, evaluation_mask, interior_mask, load_lpips, mask_bbox, masked_psnr, masked_ssim,
                            silhouette_iou)
@@ -72,13 +75,58 @@ def test_mask_bbox():
     assert (rows.start, rows.stop, cols.start, cols.stop) == (0, 50, 0, 60)
 
 
-def test_lpips_is_unavailable_or_works():
+def test_lpips_reports_a_missing_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "lpips", None)   # import machinery: "not importable"
     status = load_lpips()
-    if status.fn is None:
-        assert status.reason  # says what is missing ("n/a" in the tables)
-        return
-    rng = np.random.default_rng(2)
-    image = rng.random((64, 64, 3))
-    mask = np.ones((64, 64), bool)
-    assert status.fn(image, image, mask) == pytest.approx(0.0, abs=1e-4)
-    assert status.fn(1 - image, image, mask) > 0.1
+    assert status.fn is None and status.reason == "the lpips package is not installed"
+
+
+def _fake_lpips_package(root: Path) -> Path:
+    """An importable ``lpips`` package without its weights (what a bare install of the
+    package looks like before its linear layers are on disk)."""
+    package = root / "lpips"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    return package
+
+
+def test_lpips_names_each_missing_weight_file_and_downloads_nothing(tmp_path, monkeypatch):
+    package = _fake_lpips_package(tmp_path / "site")
+    hub = tmp_path / "hub"
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "lpips", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    linear = package / "weights" / "v0.1" / "alex.pth"
+    backbone = hub / "checkpoints" / "alexnet-owt-7be5be79.pth"
+
+    status = load_lpips()
+    assert status.fn is None
+    assert status.reason == f"LPIPS weights not on this machine: {linear}, {backbone}"
+    assert not hub.exists() and not linear.parent.exists()      # nothing fetched
+
+    linear.parent.mkdir(parents=True)
+    linear.write_bytes(b"")                                     # an empty file is not a weight file
+    assert load_lpips().reason == f"LPIPS weights not on this machine: {linear}, {backbone}"
+    linear.write_bytes(b"weights")
+    assert load_lpips().reason == f"LPIPS weights not on this machine: {backbone}"
+
+
+@pytest.mark.skipif(load_lpips().fn is None, reason="lpips or its weights are not on this machine")
+def test_lpips_scores_real_images_when_its_weights_are_present():
+    """With the real package and weights: 0 for identical images, more for a blur, more
+    still for the negative, and only the mask's bounding box counts."""
+    import skimage.data
+    from scipy import ndimage
+
+    status = load_lpips()
+    image = skimage.data.astronaut()[:128, 192:320].astype(np.float64) / 255.0
+    mask = np.ones((128, 128), bool)
+    blurred = ndimage.gaussian_filter(image, sigma=(2, 2, 0))
+    same, blur, negative = (status.fn(x, image, mask) for x in (image, blurred, 1 - image))
+    assert same == pytest.approx(0.0, abs=1e-4)
+    assert 0.02 < blur < negative
+    corner = np.zeros_like(mask)
+    corner[:16, :16] = True
+    far_change = image.copy()
+    far_change[64:] = 1 - image[64:]                            # outside the corner's box (+ 8 px margin)
+    assert status.fn(far_change, image, corner) == pytest.approx(0.0, abs=1e-4)

@@ -111,6 +111,52 @@ def test_normal_encodings_match_the_renderer_and_round_trip():
         parse_normal_encoding("x,y")
 
 
+# The colours ControlNet 1.1's normal model (lllyasviel/control_v11p_sd15_normalbae) was
+# trained on. Source: lllyasviel/ControlNet-v1-1-nightly, annotator/normalbae/__init__.py
+# (Bae et al.'s ScanNet estimate written as (n + 1) / 2 per channel, no axis change) and
+# README.md, "ControlNet 1.1 Normal": "blue is front, red is left, green is top" (ScanNet's
+# protocol; baegwangbin/surface_normal_uncertainty figs/readme_scannet.png shows walls
+# facing image left in magenta, (223, 73, 165), walls facing right in teal, (45, 131, 159),
+# the floor green, (158, 243, 190)). Normals are in the OpenCV camera frame (+X right,
+# +Y down, +Z away from the viewer).
+NORMALBAE_COLOURS = {
+    "facing the camera": ([0.0, 0.0, -1.0], [0.5, 0.5, 1.0]),
+    "facing image left": ([-1.0, 0.0, 0.0], [1.0, 0.5, 0.5]),
+    "facing up": ([0.0, -1.0, 0.0], [0.5, 1.0, 0.5]),
+}
+
+
+def test_controlnet_backend_encodes_normals_as_control_v11p_sd15_normalbae_learned_them(tmp_path):
+    entry = {"name": "sd15-normal", "backend": "controlnet-normal", "base": str(tmp_path), "controlnet": str(tmp_path)}
+    encoding = parse_model_entry(entry, str(tmp_path / "models.json"), 0).normal_encoding   # the default
+    for name, (normal, colour) in NORMALBAE_COLOURS.items():
+        rgb = encode_normals(np.array([[normal]]), np.ones((1, 1)), encoding)[0, 0]
+        np.testing.assert_allclose(rgb, colour, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(decode_normals(rgb, encoding), normal, atol=1e-6, err_msg=name)
+    # "opengl" (renderers' normal passes) puts image *right* in red: not what the checkpoint saw
+    facing_left = encode_normals(np.array([[NORMALBAE_COLOURS["facing image left"][0]]]), np.ones((1, 1)), "opengl")
+    assert facing_left[0, 0, 0] == 0.0
+
+
+def test_the_rendered_heads_normal_map_has_the_normalbae_colours_on_its_sides():
+    """The head's own normals (render_surface, OpenCV frame) under the default encoding: the
+    silhouette's image-left edge is red, its right edge has no red, its top is green."""
+    from compute_server.diffusion.config import ModelConfig
+    from tests.test_diffusion_support import synthetic_input
+
+    _, inp = synthetic_input(64)
+    mask = inp.surface.mask > 0.5
+    rgb = encode_normals(inp.surface.normals_camera, mask.astype(np.float32), ModelConfig("a", "controlnet-normal")
+                         .normal_encoding)
+    rows = np.flatnonzero(mask.any(axis=1))
+    middle = rows[len(rows) // 2]
+    cols = np.flatnonzero(mask[middle])
+    left, right = rgb[middle, cols[0]], rgb[middle, cols[-1]]
+    top = rgb[rows[0], np.flatnonzero(mask[rows[0]])].mean(axis=0)
+    assert left[0] > 0.7 and right[0] < 0.3, (left, right)       # measured 0.83 and 0.22
+    assert top[1] > 0.6, top                                      # measured 0.67 (0.33 if green were down)
+
+
 def test_safetensors_header_catches_truncation_and_garbage(tmp_path, tiny):
     good = os.path.join(tiny.base, UNET_WEIGHTS)
     header = safetensors_header(good)

@@ -52,11 +52,13 @@ def test_clone_and_split_inherit_binding_and_keep_optimizer_state_in_sync():
     assert state["binding"] is model.binding
 
 
-def test_prune_never_orphans_a_face():
-    model = _model(n=8, n_faces=4)
+def test_prune_never_orphans_a_face_and_keeps_its_most_opaque_gaussian():
+    model = _model(n=8, n_faces=4)                    # Gaussian i sits on face i % 4
+    best = [4, 1, 6, 3]                               # per face, the most opaque (first or second of its two)
     with torch.no_grad():
-        model.params["opacities"][:] = -20.0          # everything transparent
-        model.params["opacities"][0] = -10.0          # face 0's best
+        model.params["opacities"][:] = -20.0          # everything under the prune threshold
+        model.params["opacities"][best] = torch.tensor([-10.0, -12.0, -11.0, -13.0])
+    expected_means = model.params["means"][best].detach().clone()
     opts = _optimizers(model)
     strategy = BindingDensifyStrategy(refine_start=0, refine_every=1, reset_opacity_every=0)
     state = strategy.initialize_state(model)
@@ -64,8 +66,11 @@ def test_prune_never_orphans_a_face():
     strategy.step_post_backward(model, opts, state, step=1, meta=meta, world_scales=torch.full((8, 3), 1e-3),
                                 head_size=1.0, n_faces=4)
     assert model.count == 4
-    assert sorted(model.binding.tolist()) == [0, 1, 2, 3]
-    assert 0 in model.binding.tolist()
+    assert model.binding.tolist() == [1, 3, 0, 2]     # the survivors, in their original order 1, 3, 4, 6
+    order = torch.argsort(model.binding)
+    # the one kept per face is that face's most opaque Gaussian, not merely some Gaussian of it
+    torch.testing.assert_close(model.params["means"][order].detach(), expected_means)
+    torch.testing.assert_close(model.params["opacities"][order].detach(), torch.tensor([-10.0, -12.0, -11.0, -13.0]))
 
 
 def test_keep_one_per_face_picks_highest_score_and_breaks_ties():

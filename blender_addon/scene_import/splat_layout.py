@@ -182,8 +182,10 @@ def preview_radius(scales: np.ndarray, opacities: np.ndarray) -> np.ndarray:
     return (sigma * np.sqrt(2.0 * np.log(ratio))).astype(np.float32)
 
 
-def default_density(n_splats: int, budget: int = DEFAULT_VIEWPORT_SPLATS) -> float:
-    """The viewport density for an avatar of ``n_splats``: all of them up to ``budget``."""
+def default_density(n_splats: int, budget: int | None = None) -> float:
+    """The viewport density for an avatar of ``n_splats``: all of them up to ``budget``
+    (``DEFAULT_VIEWPORT_SPLATS`` when None, read at call time so one setting governs it)."""
+    budget = DEFAULT_VIEWPORT_SPLATS if budget is None else budget
     return 1.0 if n_splats <= budget else float(budget) / float(n_splats)
 
 

@@ -87,8 +87,9 @@ class ModelConfig:
     pipeline: the ``multiview`` backend's folder. resolution: the long side of the
     images the model sees (pixels). strength: img2img noise level of the novel views
     (1 = ignore the reprojected start image). steps: denoising steps of a full schedule.
-    normal_encoding: how normal maps become RGB ("opengl", "opencv" or an axes string
-    such as "x,-y,-z"); normal_background: RGB of pixels off the mesh. keep_known: keep
+    normal_encoding: how normal maps become RGB ("normalbae", the colours ControlNet 1.1's
+    normal model learned; "opengl", "opencv" or an axes string such as "x,-y,-z"; see
+    normal_encoding.py); normal_background: RGB of pixels off the mesh. keep_known: keep
     the photo's pixels of each novel view (the rest is repainted). batch_size: views per
     network call. source: the config file (for messages).
     """
@@ -108,7 +109,7 @@ class ModelConfig:
     steps: int = 30
     guidance_scale: float = 5.0
     controlnet_scale: float = 1.0
-    normal_encoding: str = "opengl"
+    normal_encoding: str = "normalbae"
     normal_background: tuple[float, float, float] = (0.5, 0.5, 1.0)
     keep_known: bool = True
     batch_size: int = 4
@@ -255,7 +256,7 @@ def parse_model_entry(entry: object, path: str, index: int) -> ModelConfig:
         steps=r.number("steps", 30, low=1, high=1000, integer=True),
         guidance_scale=r.number("guidance_scale", 5.0, low=0.0, high=50.0),
         controlnet_scale=r.number("controlnet_scale", 1.0, low=0.0, high=5.0),
-        normal_encoding=r.string("normal_encoding", "opengl"),
+        normal_encoding=r.string("normal_encoding", "normalbae"),
         normal_background=_rgb(r, "normal_background", (0.5, 0.5, 1.0)),
         keep_known=r.boolean("keep_known", True),
         batch_size=r.number("batch_size", 4, low=1, high=64, integer=True),

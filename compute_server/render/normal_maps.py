@@ -7,13 +7,13 @@ shading in the camera frame.
 
 Conventions: ``render_normal_map`` returns normals in the OpenCV camera frame
 (+X right, +Y down, +Z forward, away from the viewer) or in head space.
-``normal_map_to_rgb`` encodes them as images. Normal-map ControlNets and most
-renderers' normal passes use RGB = n * 0.5 + 0.5 in a camera frame with +X right,
-+Y up, +Z towards the viewer ("opengl": a surface facing the camera is (0.5, 0.5, 1),
-light blue; one facing image-right is reddish, one facing up is greenish). "opencv"
-writes the OpenCV-frame components unchanged. Estimators differ (e.g. BAE/DSINE-style
-predictors use other sign choices), so check against a rendered sphere before mixing
-sources.
+``normal_map_to_rgb`` encodes them as images. Renderers' normal passes use
+RGB = n * 0.5 + 0.5 in a camera frame with +X right, +Y up, +Z towards the viewer
+("opengl": a surface facing the camera is (0.5, 0.5, 1), light blue; one facing
+image-right is reddish, one facing up is greenish). "opencv" writes the OpenCV-frame
+components unchanged. Estimators differ: ControlNet 1.1's normal model learned BAE's
+colours, with red for image *left*; the diffusion backends encode with
+``diffusion.normal_encoding`` (default "normalbae"), not with this function.
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ def normal_map_to_rgb(normals: Tensor, mask: Tensor, convention: Literal["opengl
     """Encode OpenCV-camera-frame normals (C, H, W, 3) as RGB in [0, 1].
 
     mask (C, H, W) selects the surface; elsewhere the pixel gets ``background``.
-    "opengl": (x, -y, -z) * 0.5 + 0.5 (+X right, +Y up, +Z to the viewer; what normal
-    ControlNets expect). "opencv": (x, y, z) * 0.5 + 0.5.
+    "opengl": (x, -y, -z) * 0.5 + 0.5 (+X right, +Y up, +Z to the viewer; renderers'
+    normal passes). "opencv": (x, y, z) * 0.5 + 0.5.
     """
     if convention == "opengl":
         normals = normals * normals.new_tensor([1.0, -1.0, -1.0])
