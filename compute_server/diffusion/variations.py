@@ -30,7 +30,12 @@ EXPRESSION_VARIANTS: dict[str, tuple[dict[str, float], float]] = {
     "smile": ({"smile_left": 0.8, "smile_right": 0.8}, 0.04),
     "brows_up": ({"brow_raise_inner": 0.8, "brow_raise_outer_left": 0.8, "brow_raise_outer_right": 0.8}, 0.0),
     "eyes_closed": ({"blink_left": 1.0, "blink_right": 1.0}, 0.0),
+    "jaw_half_open": ({}, 0.12),
+    "eyes_left": ({}, 0.0),
+    "eyes_right": ({}, 0.0),
 }
+# name -> gaze turn in radians about the head's +Y axis, both eyes (the eyeball under the lids shows)
+EYE_TURNS: dict[str, float] = {"eyes_left": 0.35, "eyes_right": -0.35}
 
 
 @dataclass
@@ -49,13 +54,16 @@ def variant_params(head_params: dict, expression_names: list[str], variant: str)
     """The photo's head parameters with ``variant`` applied (None when the head model has
     none of the variant's named components and it moves no joint)."""
     weights, jaw_rad = EXPRESSION_VARIANTS[variant]
+    eye_turn_rad = EYE_TURNS.get(variant, 0.0)
     usable = {n: w for n, w in weights.items() if n in expression_names}
-    if not usable and jaw_rad == 0.0:
+    if not usable and jaw_rad == 0.0 and eye_turn_rad == 0.0:
         return None
     out = {k: np.array(v, dtype=np.float32, copy=True) for k, v in head_params.items()}
     for name, weight in usable.items():
         out["expr"][expression_names.index(name)] = weight
     out["jaw_pose"][0] += jaw_rad
+    out["eyes_pose"][1] += eye_turn_rad   # two axis-angles (one per eye): both turn about +Y
+    out["eyes_pose"][4] += eye_turn_rad
     return out
 
 
