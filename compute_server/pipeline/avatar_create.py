@@ -245,13 +245,14 @@ def hidden_part_views(head_model, main: SynthesisInput, weight: float) -> list[T
     teeth and the eyeball under the lids get their completed colours. Without them no
     training view shows those parts: their Gaussians are never fitted to anything, and
     nothing keeps the lips' and lids' Gaussians from hanging over the opening."""
-    from ..diffusion.variations import expression_targets, reprojected_variant_view
+    from ..diffusion.variations import baseline_at, expression_targets, reprojected_variant_view
     from ..views.sampling import orbit_like
 
     centre = head_centre(main.vertices)
     cameras = [main.camera] + [orbit_like(main.camera, centre, az, el) for az, el in HIDDEN_PART_CAMERAS]
+    bases = {id(camera): baseline_at(main, camera) for camera in cameras}   # one per camera, not per variant
     targets = expression_targets(head_model, main, cameras, variants=HIDDEN_PART_VARIANTS)
-    return [reprojected_variant_view(main, target, weight) for target in targets]
+    return [reprojected_variant_view(main, target, weight, bases[id(target.camera)]) for target in targets]
 
 
 @torch.no_grad()
