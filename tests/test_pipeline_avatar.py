@@ -201,3 +201,53 @@ def test_the_hole_check_sees_a_missing_ear(pipeline_server, created):
     report = turntable_coverage(avatar, views=8, size=96)
     by_yaw = dict(zip(report.yaws_deg, report.hole_pixels))
     assert by_yaw[90.0] > 20 and by_yaw[270.0] > 20
+
+
+def test_an_opened_mouth_shows_a_dark_cavity_not_skin_or_lips(client, created):
+    """The jaw opened far beyond the photo's: the pixels where the posed mesh shows the
+    mouth cavity must be darker than the lips around it and unlike the skin (no stretched
+    lip or skin colour, no white block), whatever the photo showed of the mouth."""
+    import torch
+    from scipy import ndimage
+
+    from compute_server.head.model import HeadParams, load_head_model
+    from compute_server.views.surface import render_surface
+    from shared.camera import Camera
+
+    avatar_id = created["result"]["avatar"]
+    avatar = client.get_avatar(avatar_id)
+    fit, rig = avatar["arrays"]["fit"], avatar["arrays"]["rig"]
+    params = {key: np.array(fit[key][:1], np.float32) for key in ("expr", "jaw_pose", "eyes_pose", "neck_pose")}
+    params["jaw_pose"][0, 0] += 0.35
+    size = 192
+    _, _, frames = _render(client, avatar_id, params=params, camera_preset="portrait", size=[size, size])
+    rgb = decode_png(frames[0]["frame"]["data"])[..., :3].astype(float) / 255.0
+
+    model = load_head_model()
+    hp = HeadParams.zeros(model, 1)
+    hp.shape = torch.as_tensor(np.array(rig["shape"]), dtype=torch.float32)[None]
+    for key, value in params.items():
+        setattr(hp, key, torch.as_tensor(value))
+    with torch.no_grad():
+        vertices = (model(hp).vertices[0] + torch.as_tensor(np.array(rig["static_offset"]))).numpy()
+    camera = Camera.from_wire(avatar["metadata"]["portrait_camera"]).reframed(size, size)
+    surface = render_surface(vertices, model.faces.numpy(), [camera])[0]
+    region = np.where(surface.mask, model.face_region.numpy()[np.maximum(surface.face_ids, 0)], -1)
+    names = model.region_names
+    cavity = ndimage.binary_erosion(region == names.index("mouth_interior"), iterations=1)
+    opening = (region == names.index("mouth_interior")) | (region == names.index("teeth"))
+    near = ndimage.binary_dilation(opening, iterations=4)
+    lips = near & (region == names.index("face")) & ~ndimage.binary_dilation(opening, iterations=1)
+    skin = (region == names.index("face")) & ~ndimage.binary_dilation(opening, iterations=12)
+    assert cavity.sum() >= 10 and lips.sum() >= 10 and skin.sum() >= 100
+
+    def luma(x):
+        return x @ np.array([0.299, 0.587, 0.114])
+
+    cavity_rgb, lips_rgb, skin_rgb = (np.median(rgb[m], axis=0) for m in (cavity, lips, skin))
+    # the cavity's floor is the tongue (lip-coloured in half shadow), so "dark" is relative
+    assert luma(cavity_rgb) < 0.75 * luma(lips_rgb), (cavity_rgb, lips_rgb)
+    assert luma(cavity_rgb) < 0.75 * luma(skin_rgb), (cavity_rgb, skin_rgb)
+    assert np.abs(cavity_rgb - skin_rgb).max() > 0.15
+    # the whole opening (cavity and teeth together) is not a bright block either
+    assert luma(np.median(rgb[opening], axis=0)) < luma(skin_rgb)

@@ -140,3 +140,52 @@ def test_a_reframed_camera_keeps_square_pixels_and_the_vertical_view():
     square = portrait.reframed(256, 256)
     resized = portrait.resized(256, 256)
     assert (square.fx, square.fy, square.cx, square.cy) == pytest.approx((resized.fx, resized.fy, resized.cx, resized.cy))
+
+
+def test_hidden_parts_take_colours_derived_from_the_photo(scene):
+    """Cavity, tongue, teeth and the eyeball under the lids: dark red-brown cavity from the
+    lips, a lip-coloured tongue on its floor, off-white teeth no brighter than the brightest
+    skin and darker at the back, sclera from the photo's own sclera; a part the photo shows
+    on only a few vertices (fit error at the lip line) is not trusted."""
+    from compute_server.views.interior_colors import interior_colours, luminance
+
+    m = scene["model"]
+    faces, names = scene["faces"], m.region_names
+    rest = scene["vertices"]
+    regions = vcol.vertex_regions(faces, m.face_region.numpy(), len(rest))
+    face, cavity = regions == names.index("face"), regions == names.index("mouth_interior")
+    teeth, eyeball = regions == names.index("teeth"), regions == names.index("eyeball")
+    skin, lip, sclera = np.array([0.5, 0.4, 0.35]), np.array([0.45, 0.2, 0.2]), np.array([0.55, 0.52, 0.5])
+    colors = np.zeros((len(rest), 3))
+    colors[face] = skin
+    rim = np.zeros(len(rest), bool)
+    rim[faces[cavity[faces].any(axis=1)].ravel()] = True
+    adjacency = vcol.vertex_adjacency(faces, len(rest))
+    lips = rim & face
+    for _ in range(2):
+        lips |= (adjacency @ lips.astype(float) > 0) & face
+    colors[lips] = lip
+    seen = face.copy()
+    seen_ball = np.flatnonzero(eyeball & (rest[:, 2] > np.quantile(rest[eyeball, 2], 0.8)))
+    colors[seen_ball] = sclera
+    colors[seen_ball[::4]] = 0.1            # lashes and lid shadow over part of it
+    seen[seen_ball] = True
+    seen[np.flatnonzero(teeth)[:5]] = True  # a few "seen" teeth: the fitted lip line a pixel off
+    colors[np.flatnonzero(teeth)[:5]] = lip
+
+    result = interior_colours(rest, faces, regions, names, colors, seen)
+    assert result.photo_shows == {"eyeball"}
+    cav, tth = result.colours["mouth_interior"], result.colours["teeth"]
+    floor = cavity & (rest[:, 1] < np.median(rest[cavity, 1]))
+    assert luminance(cav[cavity & ~floor]).max() < 0.4 * luminance(lip)   # a dark palate and back wall
+    assert luminance(cav[cavity]).max() < luminance(lip)                  # the tongue in the lips' shadow
+    assert np.median(luminance(cav[floor])) > 1.5 * np.median(luminance(cav[cavity & ~floor]))  # tongue vs palate
+    assert np.all(cav[cavity, 0] > cav[cavity, 2])                     # red-brown, from the lips
+    z = rest[:, 2]
+    front, back = teeth & (z > np.quantile(z[teeth], 0.8)), teeth & (z < np.quantile(z[teeth], 0.2))
+    assert luminance(tth[front]).mean() > 1.5 * luminance(tth[back]).mean()
+    assert luminance(tth[teeth]).max() <= luminance(skin) + 1e-6        # as bright as the skin, never glaring
+    np.testing.assert_allclose(result.colours["eyeball"][eyeball][0], sclera, atol=1e-6)
+
+    completed = _complete(scene)
+    assert np.all(completed.origin[teeth] == vcol.DEFAULT) or (completed.origin[teeth] == vcol.SEEN).sum() >= 8

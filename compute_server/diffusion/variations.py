@@ -21,7 +21,7 @@ from shared.camera import Camera
 from ..render.normal_maps import vertex_normals
 from ..views.masks import novel_view_loss_mask
 from ..views.records import TrainingView
-from ..views.surface import render_surface, visible_in
+from ..views.surface import SurfaceView, render_surface, visible_in
 from ..views.synthesis import SynthesisInput
 
 # name -> ({expression component: weight}, extra jaw opening in radians about the jaw's +X axis)
@@ -30,7 +30,12 @@ EXPRESSION_VARIANTS: dict[str, tuple[dict[str, float], float]] = {
     "smile": ({"smile_left": 0.8, "smile_right": 0.8}, 0.04),
     "brows_up": ({"brow_raise_inner": 0.8, "brow_raise_outer_left": 0.8, "brow_raise_outer_right": 0.8}, 0.0),
     "eyes_closed": ({"blink_left": 1.0, "blink_right": 1.0}, 0.0),
+    "jaw_half_open": ({}, 0.12),
+    "eyes_left": ({}, 0.0),
+    "eyes_right": ({}, 0.0),
 }
+# name -> gaze turn in radians about the head's +Y axis, both eyes (the eyeball under the lids shows)
+EYE_TURNS: dict[str, float] = {"eyes_left": 0.35, "eyes_right": -0.35}
 
 
 @dataclass
@@ -49,13 +54,16 @@ def variant_params(head_params: dict, expression_names: list[str], variant: str)
     """The photo's head parameters with ``variant`` applied (None when the head model has
     none of the variant's named components and it moves no joint)."""
     weights, jaw_rad = EXPRESSION_VARIANTS[variant]
+    eye_turn_rad = EYE_TURNS.get(variant, 0.0)
     usable = {n: w for n, w in weights.items() if n in expression_names}
-    if not usable and jaw_rad == 0.0:
+    if not usable and jaw_rad == 0.0 and eye_turn_rad == 0.0:
         return None
     out = {k: np.array(v, dtype=np.float32, copy=True) for k, v in head_params.items()}
     for name, weight in usable.items():
         out["expr"][expression_names.index(name)] = weight
     out["jaw_pose"][0] += jaw_rad
+    out["eyes_pose"][1] += eye_turn_rad   # two axis-angles (one per eye): both turn about +Y
+    out["eyes_pose"][4] += eye_turn_rad
     return out
 
 
@@ -85,7 +93,14 @@ def expression_targets(head_model, inp: SynthesisInput, cameras: list[Camera],
     return targets
 
 
-def reprojected_variant_view(inp: SynthesisInput, target: ViewTarget, weight: float) -> TrainingView:
+def baseline_at(inp: SynthesisInput, camera: Camera) -> tuple[TrainingView, SurfaceView]:
+    """The baseline's painting of the photo-pose mesh at ``camera`` and that mesh's surface
+    there: what ``reprojected_variant_view`` carries over, the same for every variant."""
+    return inp.reprojected(camera, inp.head_params, 0.0), render_surface(inp.vertices, inp.faces, [camera])[0]
+
+
+def reprojected_variant_view(inp: SynthesisInput, target: ViewTarget, weight: float,
+                             base: tuple[TrainingView, SurfaceView] | None = None) -> TrainingView:
     """The baseline's novel view (``SynthesisInput.reprojected``, whatever its
     policy) carried over to a mesh posed differently from the photo.
 
@@ -95,11 +110,11 @@ def reprojected_variant_view(inp: SynthesisInput, target: ViewTarget, weight: fl
     sees it there, else the pixel gets the completed vertex colour and is not ``known``
     (an open mouth shows what no photo pixel can). For the photo's own pose the warp is the
     identity and the view equals the baseline's (a test keeps the two in step).
+    ``base``: ``baseline_at(inp, target.camera)`` when several targets share a camera.
     """
     faces = inp.faces
     camera = target.camera
-    base = inp.reprojected(camera, target.head_params, weight, name=target.name)
-    base_surface = render_surface(inp.vertices, faces, [camera])[0]
+    base, base_surface = base if base is not None else baseline_at(inp, camera)
     photo_normals = vertex_normals(torch.as_tensor(inp.vertices, dtype=torch.float32),
                                    torch.as_tensor(faces, dtype=torch.long)).numpy()
     attrs = np.concatenate([inp.vertices, photo_normals, inp.vertex_colors.colors], axis=1)

@@ -228,6 +228,8 @@ def _training_views(head_model, portraits, fit, preset, req, ctx, stages, servic
                    else services.diffusion_synthesizer(req.diffusion, ctx.device))
     views += synthesizer.synthesize(main, cameras, weight=preset.novel_view_weight,
                                     progress=lambda f, m: (ctx.check(), stages.report(f, m)))
+    if req.diffusion == "none" and preset.hidden_part_views:
+        views += hidden_part_views(head_model, main, preset.novel_view_weight)
     if req.diffusion != "none" and hasattr(synthesizer, "synthesize_targets"):
         # GeoDiff4D's expression variations: the same identity with the jaw open, smiling,
         # eyes closed, seen from a few of the novel cameras
@@ -237,6 +239,27 @@ def _training_views(head_model, portraits, fit, preset, req, ctx, stages, servic
         views += synthesizer.synthesize_targets(main, targets, weight=preset.novel_view_weight,
                                                 progress=lambda f, m: (ctx.check(), stages.report(f, m)))
     return views, main
+
+
+HIDDEN_PART_VARIANTS = ("jaw_open", "jaw_half_open", "eyes_left", "eyes_right")
+HIDDEN_PART_CAMERAS = ((-25.0, -5.0), (25.0, -5.0))   # (azimuth, elevation) besides the photo's own camera
+
+
+def hidden_part_views(head_model, main: SynthesisInput, weight: float) -> list[TrainingView]:
+    """The photo's head with the jaw opened and the eyes turned, seen by the photo's camera
+    and two beside it, painted by the baseline's reprojection carried over to the posed mesh
+    (``diffusion.variations``): what the photo saw keeps its colour, the cavity, tongue,
+    teeth and the eyeball under the lids get their completed colours. Without them no
+    training view shows those parts: their Gaussians are never fitted to anything, and
+    nothing keeps the lips' and lids' Gaussians from hanging over the opening."""
+    from ..diffusion.variations import baseline_at, expression_targets, reprojected_variant_view
+    from ..views.sampling import orbit_like
+
+    centre = head_centre(main.vertices)
+    cameras = [main.camera] + [orbit_like(main.camera, centre, az, el) for az, el in HIDDEN_PART_CAMERAS]
+    bases = {id(camera): baseline_at(main, camera) for camera in cameras}   # one per camera, not per variant
+    targets = expression_targets(head_model, main, cameras, variants=HIDDEN_PART_VARIANTS)
+    return [reprojected_variant_view(main, target, weight, bases[id(target.camera)]) for target in targets]
 
 
 @torch.no_grad()

@@ -25,6 +25,8 @@ class AvatarPreset:
     novel_view_weight: float = 0.3      # synthesized views relative to the photo
     mirror_weight: float = 0.5
     include_back_views: bool = True
+    # views of the photo's head with the jaw opened and the eyes turned (``pipeline.hidden_part_views``)
+    hidden_part_views: bool = True
 
     def to_config(self) -> dict:
         return asdict(self)

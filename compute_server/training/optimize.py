@@ -66,6 +66,10 @@ class OptimizeSettings:
     prior_probability: float = 0.2      # ... on the denoising prior's pseudo views, when a prior is used
     prior_start_fraction: float = 0.1   # no prior views before this share of the iterations
     random_background: bool = True
+    # Gaussians on these regions keep view-independent colour (their higher SH bands stay
+    # zero): no photo sees them, or they turn against the head (eyes, jaw's teeth), so any
+    # view-dependent colour learned at the photo's pose would be a glossy blotch elsewhere.
+    view_independent_regions: tuple = ("mouth_interior", "teeth", "eyeball", "iris", "eye_socket")
     densify: BindingDensifyStrategy = field(default_factory=BindingDensifyStrategy)
     preview_every: int = 50
     preview_size: int = 160
@@ -134,6 +138,8 @@ def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[Tr
     head_optimizer = _head_optimizer(prepared, settings)
     strategy = settings.densify
     state = strategy.initialize_state(model)
+    flat_faces = _region_faces(head_model, settings.view_independent_regions).to(device)
+    _zero_view_dependence(model, flat_faces)
     with torch.no_grad():
         rest = prepared[0].vertices()
         head_size = float(torch.linalg.norm(rest.max(0).values - rest.min(0).values))
@@ -179,6 +185,7 @@ def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[Tr
         for opt in optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
+        _zero_view_dependence(model, flat_faces)
         if head_optimizer is not None:
             head_optimizer.step()
             head_optimizer.zero_grad(set_to_none=True)
@@ -201,6 +208,20 @@ def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[Tr
                    if p.view.kind == "input"]
     return OptimizeResult(model=model, head_params=head_params, metrics=metrics, iterations=settings.iterations,
                           seconds=time.perf_counter() - started)
+
+
+def _region_faces(head_model: HeadModel, names: Sequence[str]) -> torch.Tensor:
+    """(F,) bool: the head model's faces in any of the regions ``names``."""
+    region_ids = [head_model.region_names.index(n) for n in names if n in head_model.region_names]
+    return torch.isin(head_model.face_region.long(), torch.as_tensor(region_ids, dtype=torch.long,
+                                                                       device=head_model.face_region.device))
+
+
+@torch.no_grad()
+def _zero_view_dependence(model: SplatModel, flat_faces: torch.Tensor) -> None:
+    """Set the higher SH bands of the Gaussians bound to ``flat_faces`` (F,) bool to zero."""
+    if model.params["shN"].shape[1] and flat_faces.any():
+        model.params["shN"][flat_faces[model.binding]] = 0.0
 
 
 def _view_groups(prepared: list[_PreparedView], settings: OptimizeSettings) -> list[tuple[float, list[int]]]:

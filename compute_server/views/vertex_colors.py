@@ -5,9 +5,10 @@ mirror image (faces are nearly symmetric); the unseen back of the scalp borrows 
 texture of the seen front of the scalp (mirrored front to back), so the back of the head
 has hair-like variation instead of one flat colour; what remains (sides of the neck,
 under the chin) is filled by harmonic interpolation over the mesh, which spreads the
-colours at the edge of the seen region smoothly inwards. Mouth interior, teeth and the unseen part of the eyeballs get fixed
-plausible colours. This is the "no diffusion" completion every other backend is
-measured against, and the colour initialization of the Gaussians.
+colours at the edge of the seen region smoothly inwards. Mouth interior, tongue, teeth and
+the unseen part of the eyeballs get colours derived from the photo (``interior_colors``).
+This is the "no diffusion" completion every other backend is measured against, and the
+colour initialization of the Gaussians.
 """
 
 from __future__ import annotations
@@ -22,15 +23,11 @@ from shared.camera import Camera
 
 from ..head.mesh_fields import harmonic
 from ..head.mesh_topology import vertex_adjacency
+from .interior_colors import interior_colours
 from .shading import Shading, relit_faces
 from .surface import SurfaceView, bilinear_sample, render_surface, visible_in
 
 SEEN, MIRRORED, FILLED, DEFAULT, HAIR_TRANSFER = 0, 1, 2, 3, 4
-REGION_DEFAULT_RGB = {
-    "teeth": (0.86, 0.83, 0.76),
-    "mouth_interior": (0.32, 0.12, 0.12),
-    "eyeball": (0.88, 0.86, 0.84),
-}
 MIRROR_MAX_DISTANCE_M = 0.004
 
 
@@ -157,11 +154,13 @@ def complete_vertex_colors(vertices: np.ndarray, faces: np.ndarray, face_region:
     regions = vertex_regions(faces, face_region, n)
     if "scalp" in region_names:
         _transfer_scalp_front_to_back(rest_vertices, regions == region_names.index("scalp"), colors, origin)
-    for name, rgb in REGION_DEFAULT_RGB.items():
-        if name in region_names:
-            unset = (regions == region_names.index(name)) & (origin == FILLED)
-            colors[unset] = rgb
-            origin[unset] = DEFAULT
+    interior = interior_colours(rest_vertices, faces, regions, region_names, colors, seen)
+    for name, rgb in interior.colours.items():
+        unset = regions == region_names.index(name)
+        if name in interior.photo_shows:
+            unset &= origin == FILLED
+        colors[unset] = rgb[unset]
+        origin[unset] = DEFAULT
 
     known = origin != FILLED
     colors = _fill_by_region(np.asarray(vertices, dtype=np.float64), faces, face_region, colors, known)
