@@ -278,3 +278,32 @@ def test_several_photos_become_the_frames_of_one_avatar(client):
     assert metadata["photos"]["count"] == 3
     assert [s["name"] for s in metadata["sources"]][0] == metadata["photos"]["main"]
     assert sorted(s["name"] for s in metadata["sources"]) == sorted(p["name"] for p in photos)
+
+
+@needs_clip
+@pytest.mark.slow
+def test_the_video_path_learns_on_its_frames_and_on_held_out_ones(client, tmp_path):
+    """The clip path's training does its job: against the same clip trained for one
+    iteration (the Gaussians as initialized from the main frame), training raises the PSNR on
+    the training frames and on held-out frames it never saw. If the loss, the backward pass
+    or the optimizer broke, both would stay where they started."""
+    data = _write_video(tmp_path / "take.mp4", _d0_frames(24, side=160))
+    scores = {}
+    for iterations in (1, LEARN_ITERATIONS):
+        job = client.submit("avatar.create", {"video": {"name": "take.mp4", "data": data}, "preset": "draft",
+                                              "options": {**TINY, "iterations": iterations, "holdout": 0.25}})
+        result = client.wait_job(job, timeout_s=600)
+        scores[iterations] = (result["metrics"]["input_psnr_db"], result["clip"]["heldout"]["psnr_db"])
+    (train_0, held_0), (train_n, held_n) = scores[1], scores[LEARN_ITERATIONS]
+    print(f"training frames {train_0:.2f} -> {train_n:.2f} dB, held-out frames {held_0:.2f} -> {held_n:.2f} dB")
+    assert train_n - train_0 > MIN_VIDEO_TRAIN_GAIN_DB
+    assert held_n - held_0 > MIN_VIDEO_HELDOUT_GAIN_DB
+
+
+# Measured (d0's first 24 frames at 160 px, 6 training and 6 held-out frames at 64 px, the
+# draft recipe, 80 iterations against 1, 2026-12-07): training frames 20.71 -> 22.70 dB
+# (+1.99), held-out frames 21.20 -> 21.99 dB (+0.79); the run is seeded and repeats. The
+# margins are half of that.
+LEARN_ITERATIONS = 80
+MIN_VIDEO_TRAIN_GAIN_DB = 1.0
+MIN_VIDEO_HELDOUT_GAIN_DB = 0.4
