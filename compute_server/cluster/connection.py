@@ -87,8 +87,10 @@ class ClusterConnection:
             self.ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
                           logging_level=logging.WARNING, configure_logging=False)
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+            reach = (" and let this machine reach the head's Ray Client port (10001 unless "
+                     "--ray-client-server-port says otherwise)") if self.via_client else ""
             raise UserError("unavailable", f"cannot join the Ray cluster at {address!r}: {exc}. Start it first "
-                                           "(`ray start --head` on the head node; see docs/cluster.md)") from None
+                                           f"(`ray start --head` on the head node; see docs/cluster.md){reach}") from None
         self.snapshot = ClusterSnapshot()
         self._probe()
         self._stop = threading.Event()
