@@ -2,6 +2,7 @@
 
     python -m bench.cluster                 # a local 2-CPU Ray cluster, CPU workers
     python -m bench.cluster --frame-ms 40   # also project with an assumed per-frame cost
+    python -m bench.cluster --ray-client    # only: a front on a node against one through ray://
 
 Everything runs for real: a cluster started with ``ray start --head`` (tests/cluster_harness),
 `headsplat serve` fronts as subprocesses, a client on loopback, one synthetic avatar
@@ -23,6 +24,11 @@ workers do not fight over the machine's two cores.
    less than the front's relay time (frames x front CPU per frame). The front (one core
    for its Python threads) becomes the bottleneck when watching n busy workers and
    relaying their frames takes all of it: n x polling + n / frame cost x relay = 1 s/s.
+
+``--ray-client`` measures only the cost of Ray Client: the same small jobs (median of
+``--repeats``, asked in turn) on a front that is a node of the cluster (``--cluster
+HOST:PORT``) and on one that joins through the head's Ray Client server (``--cluster
+ray://HOST:PORT``), one worker each on a 2-CPU cluster.
 """
 
 from __future__ import annotations
@@ -97,18 +103,37 @@ def empty_job(client) -> float:
     return time.perf_counter() - started
 
 
-def overheads(local, cluster, repeats: int) -> tuple[dict, dict]:
-    """Medians of the same small jobs on the embedded server and the clustered front,
-    taken alternately so that other load on the machine falls on both alike."""
+def overheads(local, cluster, repeats: int, size: tuple[int, int] = (512, 512)) -> tuple[dict, dict]:
+    """Medians of the same small jobs on two servers (the embedded one and the clustered
+    front, or two fronts), taken alternately so that other load on the machine falls on
+    both alike."""
     times = {(side, job): [] for side in ("local", "cluster") for job in ("render_1", "empty")}
     for client in (local, cluster):
-        render(client, 1, (512, 512))  # warm: the avatar reaches the workers, models load
+        render(client, 1, size)  # warm: the avatar reaches the workers, models load
     for _ in range(repeats):
         for side, client in (("local", local), ("cluster", cluster)):
-            times[side, "render_1"].append(render(client, 1, (512, 512)))
+            times[side, "render_1"].append(render(client, 1, size))
             times[side, "empty"].append(empty_job(client))
     return ({job: statistics.median(times["local", job]) for job in ("render_1", "empty")},
             {job: statistics.median(times["cluster", job]) for job in ("render_1", "empty")})
+
+
+def ray_client_overhead(args) -> None:
+    """``--ray-client``: a front on a node against a front through Ray Client."""
+    started = time.time()
+    size = (128, 128)
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as scratch, running_cluster(num_cpus=2, env=ENV) as cl:
+        root = Path(scratch)
+        with front(root, "node", "--cluster", cl.address, "--cluster-workers", "1") as node_srv, \
+                front(root, "client", "--cluster", cl.client_address, "--cluster-workers", "1") as client_srv, \
+                node_srv.client(timeout_s=60) as nc, client_srv.client(timeout_s=60) as cc:
+            node, via_client = overheads(nc, cc, args.repeats, size)
+    print(f"\n{time.strftime('%Y-%m-%d')}, {args.splats:,} Gaussians, median of {args.repeats}, load average "
+          f"{os.getloadavg()[0]:.1f}, {time.time() - started:.0f} s in all\n")
+    print("| job | front on a node ms | front through ray:// ms | difference ms |\n|---|---:|---:|---:|")
+    for key, label in (("render_1", f"render.frames, 1 frame {size[0]} px"), ("empty", "a job that does nothing")):
+        print(f"| {label} | {node[key] * 1e3:.0f} | {via_client[key] * 1e3:.0f} | "
+              f"{(via_client[key] - node[key]) * 1e3:+.0f} |")
 
 
 def front(root: Path, name: str, *extra_args: str):
@@ -126,7 +151,12 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--frame-ms", type=float, action="append", default=[],
                         help="also project with this per-frame cost (e.g. a GPU's; an assumption, not measured)")
+    parser.add_argument("--ray-client", action="store_true",
+                        help="only compare a front on a node with a front through Ray Client (ray://)")
     ARGS = args = parser.parse_args(argv)
+    if args.ray_client:
+        ray_client_overhead(args)
+        return
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as scratch, running_cluster(num_cpus=2, env=ENV) as cl:
         root = Path(scratch)

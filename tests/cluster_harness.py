@@ -1,6 +1,9 @@
 """A real local Ray cluster for tests and benchmarks, started the way docs/cluster.md
 tells a studio to (``ray start --head``), on loopback with a few CPUs.
 
+The head also serves Ray Client (``ray://``) on a free port of its own, never the
+default 10001, so clusters of concurrent test runs do not collide.
+
 The cluster runs in its own process group, so ``stop()`` ends all of it at once (the
 head's own SIGTERM handling drains for up to 30 s, too long for a test). Its temporary
 folder is short (Ray's socket paths must fit in 107 characters) and removed afterwards.
@@ -29,6 +32,7 @@ READY_TIMEOUT_S = 90.0
 class RayCluster:
     proc: subprocess.Popen
     address: str
+    client_address: str   # ray://127.0.0.1:PORT, the Ray Client server of the head
     temp_dir: Path
     log_path: Path
 
@@ -52,17 +56,17 @@ def start_cluster(*, num_cpus: int = 2, env: dict | None = None) -> RayCluster:
     if not RAY.exists():
         raise RuntimeError(f"no `ray` next to {sys.executable}: pip install 'headsplat[cluster]'")
     temp_dir = Path(tempfile.mkdtemp(prefix="hsray"))
-    port = free_tcp_port()
+    port, client_port = free_tcp_port(), free_tcp_port()
     log_path = temp_dir / "head.log"
     full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
                                                                         os.environ.get("PYTHONPATH")])),
                 "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
     args = [str(RAY), "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}", "--num-gpus=0",
-            "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
+            f"--ray-client-server-port={client_port}", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(args, cwd=REPO_ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    cluster = RayCluster(proc, f"127.0.0.1:{port}", temp_dir, log_path)
+    cluster = RayCluster(proc, f"127.0.0.1:{port}", f"ray://127.0.0.1:{client_port}", temp_dir, log_path)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while "block forever" not in cluster.log():
         if not cluster.running or time.monotonic() > deadline:

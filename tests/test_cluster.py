@@ -1,5 +1,6 @@
 """`headsplat serve --cluster`: the jobs run on a real local Ray cluster (``ray start
---head`` with two CPUs, so two worker processes) behind the real ZeroMQ front.
+--head`` with three CPUs) behind the real ZeroMQ front, which starts two worker processes
+on it; the third CPU is for a second front that joins through Ray Client (``ray://``).
 
 One cluster and one front serve the whole module (starting them is most of its time);
 the test that stops the cluster runs last. Tiny settings: a 10-iteration 64 px avatar,
@@ -28,13 +29,13 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1"}
 
 @pytest.fixture(scope="module")
 def cluster():
-    with running_cluster(num_cpus=2, env=WORKER_ENV) as c:
+    with running_cluster(num_cpus=3, env=WORKER_ENV) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def front(cluster, tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("front"), extra_args=("--cluster", cluster.address),
+    with running_server(tmp_path_factory.mktemp("front"), extra_args=("--cluster", cluster.address, "--cluster-workers", "2"),
                         env=WORKER_ENV, ready_timeout_s=180.0) as srv:
         yield srv
 
@@ -76,7 +77,7 @@ def test_server_info_shows_the_cluster_and_its_two_workers(client, cluster):
     assert info["cluster"]["address"] == cluster.address and info["cluster"]["reachable"]
     workers = info["cluster"]["workers"]
     assert len(workers) == 2 and len({w["pid"] for w in workers}) == 2
-    assert info["cluster"]["cpus"] == 2 and info["health"]["ok"]
+    assert info["cluster"]["cpus"] == 3 and info["health"]["ok"]
     from compute_server.cli.info import format_info
 
     lines = format_info(info).splitlines()  # what `headsplat info` prints
@@ -133,9 +134,11 @@ def test_two_clients_jobs_run_at_once_on_different_workers(front):
 
 def test_the_queue_is_fair_between_clients(front):
     """Seat A queues three jobs, then seat B one: B's job takes the first worker that
-    frees, ahead of A's third (A already has a job running then, B none)."""
+    frees, ahead of A's third (A already has a job running then, B none). A's first two
+    jobs differ in length, so one worker frees clearly first (had both freed at once, A
+    would have none running either, and the older job rightly goes first)."""
     with front.client() as a, front.client() as b:
-        a_jobs = [a.submit("test.count", {"steps": 6, "step_s": 0.1}) for _ in range(3)]
+        a_jobs = [a.submit("test.count", {"steps": steps, "step_s": 0.1}) for steps in (6, 12, 6)]
         b_job = b.submit("test.count", {"steps": 1, "step_s": 0.0})
         for job in a_jobs:
             a.wait_job(job, timeout_s=60)
@@ -179,20 +182,59 @@ def test_a_worker_killed_mid_render_loses_no_frame(client, created):
     assert any(e.get("stage") == "retrying" and killed[0]["name"] in e["message"] for e in events)
 
 
-def test_a_stopped_cluster_fails_jobs_clearly_and_the_front_answers(client, cluster, front):
-    job = client.submit("test.count", {"steps": 600, "step_s": 0.05})
+@pytest.fixture(scope="module")
+def remote_front(cluster, client, created, tmp_path_factory):
+    """A second front, as on a machine that is not a node: ``--cluster ray://HOST:PORT``,
+    one worker (the cluster's third CPU), the module's avatar copied into its own data
+    directory."""
+    payload = client.get_avatar(created["avatar"])
+    from compute_server.storage.avatar_store import AvatarStore
+
+    root = tmp_path_factory.mktemp("remote")
+    files = {**{f"{k}.npz": v for k, v in payload["arrays"].items()}, **payload["files"]}
+    AvatarStore(root / "data" / "avatars").publish(created["avatar"], files, payload["metadata"])
+    with running_server(root, extra_args=("--cluster", cluster.client_address, "--cluster-workers", "1"),
+                        env=WORKER_ENV, ready_timeout_s=180.0) as srv:
+        yield srv
+
+
+def test_a_front_joins_through_ray_client_and_renders_the_same_frame(client, created, cluster, remote_front):
+    one_frame = {"camera_preset": "portrait", "size": [64, 64], "params": {"jaw_pose": np.full((1, 3), 0.2, np.float32)}}
+    with remote_front.client(timeout_s=30.0) as c:
+        info = c.info()["cluster"]
+        assert info["address"] == cluster.client_address and info["reachable"] and info["cpus"] == 3
+        assert [w["name"] for w in info["workers"]] == ["w0"] and info["workers"][0]["pid"]
+        job = c.submit("test.count", {"steps": 3, "step_s": 0.01})
+        assert c.wait_job(job, timeout_s=60)["count"] == 3
+        assert c.call("job.status", {"job": job})["worker"] == "w0"
+        _, result, events = _render(c, created["avatar"], **one_frame)
+    _, here_result, here_events = _render(client, created["avatar"], **one_frame)
+    assert result["frames"] == here_result["frames"] == 1
+    assert [bytes(f["frame"]["data"]) for f in _frames(events)] == [bytes(f["frame"]["data"]) for f in _frames(here_events)]
+
+
+def _wait_until_running(client, job: str) -> None:
     deadline = time.monotonic() + 30
     while not client.call("job.status", {"job": job})["message"].startswith("step"):
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    cluster.stop()
-    with pytest.raises(JobFailed) as failed:
-        client.wait_job(job, timeout_s=60)
-    assert failed.value.code == "unavailable" and "Ray cluster" in failed.value.message
-    info = client.info()
-    assert not info["cluster"]["reachable"] and not info["health"]["ok"]
-    assert any("Ray cluster" in p for p in info["health"]["problems"])
-    late = client.submit("test.count", {"steps": 1})
-    with pytest.raises(JobFailed, match="Ray cluster"):
-        client.wait_job(late, timeout_s=30)
-    assert front.running
+
+
+def test_a_stopped_cluster_fails_jobs_clearly_and_the_fronts_answer(client, cluster, front, remote_front):
+    """Both fronts: the one on a node and the one through Ray Client."""
+    with remote_front.client(timeout_s=30.0) as remote:
+        jobs = {c: c.submit("test.count", {"steps": 600, "step_s": 0.05}) for c in (client, remote)}
+        for c, job in jobs.items():
+            _wait_until_running(c, job)
+        cluster.stop()
+        for c, job in jobs.items():
+            with pytest.raises(JobFailed) as failed:
+                c.wait_job(job, timeout_s=60)
+            assert failed.value.code == "unavailable" and "Ray cluster" in failed.value.message
+            info = c.info()
+            assert not info["cluster"]["reachable"] and not info["health"]["ok"]
+            assert any("Ray cluster" in p for p in info["health"]["problems"])
+            late = c.submit("test.count", {"steps": 1})
+            with pytest.raises(JobFailed, match="Ray cluster"):
+                c.wait_job(late, timeout_s=30)
+    assert front.running and remote_front.running

@@ -58,7 +58,8 @@ def register(subparsers) -> None:
                         "kinds); repeatable")
     p.add_argument("--cluster", metavar="ADDRESS",
                    help="run the jobs on a Ray cluster: 'auto' joins the cluster this machine belongs to "
-                        "(`ray start`), HOST:PORT names its head (needs headsplat[cluster]; see docs/cluster.md)")
+                        "(`ray start`), HOST:PORT names its head, ray://HOST:10001 joins from a machine "
+                        "that is not a node, through Ray Client (needs headsplat[cluster]; see docs/cluster.md)")
     p.add_argument("--cluster-workers", type=int, metavar="N",
                    help="job workers to start on the cluster (default: one per GPU, or per CPU without GPUs)")
     p.add_argument("--worker-gpus", type=float, metavar="F",

@@ -8,6 +8,16 @@ last answer. When the answers stop, the cluster is reported unreachable.
 Why ``RAY_gcs_rpc_server_reconnect_timeout_s`` is raised: by default a Ray driver whose
 GCS has been gone for 60 s ends its own process, and the front is a driver; the front
 must instead stay up and say that the cluster is gone.
+
+Ray Client (``ray://HOST:10001``, a front on a machine that is not a node): the calls
+go over one gRPC connection to the head, which runs the driver for the front. Two things
+differ. When the head goes away, the client blocks every call while it tries to
+reconnect for ``RAY_CLIENT_RECONNECT_GRACE_PERIOD`` (30 s by default), then shuts itself
+down for good; the front shortens that to ``UNREACHABLE_AFTER_S``, so a lost cluster
+fails its jobs as soon as it is reported. And once the client has shut down every call
+raises (``ConnectionError``, or a plain ``Exception`` saying it is not connected), so
+``reachable`` also asks whether the client is still connected, and the runner turns
+whatever a job raised then into the "cluster unreachable" error.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ PROBE_EVERY_S = 2.0
 UNREACHABLE_AFTER_S = 6.0      # no answer from the cluster for this long: it is gone
 GCS_RECONNECT_TIMEOUT_S = 10**8  # never end the front's process for a lost cluster
 NAMESPACE = "headsplat"
+CLIENT_PREFIX = "ray://"
 
 
 @dataclass
@@ -40,31 +51,46 @@ class ClusterSnapshot:
     seen_at: float = 0.0
 
 
-def import_ray():
-    """``ray``, or a UserError that says how to install it."""
+def is_client_address(address: str) -> bool:
+    """A Ray Client address (``ray://HOST:PORT``): the front joins through the head's
+    client server instead of being a node of the cluster."""
+    return address.startswith(CLIENT_PREFIX)
+
+
+def import_ray(*, client: bool = False):
+    """``ray``, or a UserError that says how to install it. ``client``: Ray Client (its
+    ``grpcio`` comes with ``ray[client]``, which the ``cluster`` extra installs)."""
     os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(GCS_RECONNECT_TIMEOUT_S))
+    if client:
+        os.environ.setdefault("RAY_CLIENT_RECONNECT_GRACE_PERIOD", str(int(UNREACHABLE_AFTER_S)))
     try:
         import ray
-    except ModuleNotFoundError:
-        raise UserError("unavailable", "--cluster needs Ray on the front and on every worker: "
-                                       "pip install 'headsplat[cluster]'") from None
+        if client:
+            import grpc  # noqa: F401 - Ray Client's transport; missing with plain `pip install ray`
+    except ModuleNotFoundError as exc:
+        raise UserError("unavailable", f"--cluster needs Ray on the front and on every worker ({exc.name} is "
+                                       "missing): pip install 'headsplat[cluster]'") from None
     return ray
 
 
 class ClusterConnection:
     """The front's membership in a cluster (see the module docstring). ``address``: what
-    was asked for (``auto`` or ``HOST:PORT`` of the head; this machine must be a node of
-    the cluster, as every Ray driver)."""
+    was asked for: ``auto`` or ``HOST:PORT`` of the head (this machine must then be a node
+    of the cluster, as every Ray driver), or ``ray://HOST:PORT``, the head's Ray Client
+    server (any machine that reaches it)."""
 
     def __init__(self, address: str):
         self.address = address
-        self.ray = import_ray()
+        self.via_client = is_client_address(address)
+        self.ray = import_ray(client=self.via_client)
         try:
             self.ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
                           logging_level=logging.WARNING, configure_logging=False)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
+        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+            reach = (" and let this machine reach the head's Ray Client port (10001 unless "
+                     "--ray-client-server-port says otherwise)") if self.via_client else ""
             raise UserError("unavailable", f"cannot join the Ray cluster at {address!r}: {exc}. Start it first "
-                                           "(`ray start --head` on the head node; see docs/cluster.md)") from None
+                                           f"(`ray start --head` on the head node; see docs/cluster.md){reach}") from None
         self.snapshot = ClusterSnapshot()
         self._probe()
         self._stop = threading.Event()
@@ -75,10 +101,15 @@ class ClusterConnection:
 
     @property
     def reachable(self) -> bool:
+        if self.via_client and not self.ray.is_initialized():  # the client gave up: it never reconnects
+            return False
         return time.time() - self.snapshot.seen_at < UNREACHABLE_AFTER_S
 
     def problem(self) -> str | None:
         """A sentence when the cluster cannot run jobs, else None."""
+        if self.via_client and not self.ray.is_initialized():
+            return (f"the Ray Client connection to the Ray cluster at {self.address} was lost: jobs cannot run; "
+                    "start the cluster again and restart the front (headsplat serve --cluster)")
         if not self.reachable:
             return (f"the Ray cluster at {self.address} has not answered for "
                     f"{time.time() - self.snapshot.seen_at:.0f} s: jobs cannot run; start the cluster again "

@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import replace
+from functools import partial
+
+from compute_server.errors import JobCancelled, UserError
 
 from .avatar_shipping import publish_payload, read_payload
 from .connection import ClusterConnection
@@ -53,8 +56,23 @@ class ClusterRunner:
 
     def run_for(self, kind):
         if kind.name == "render.frames":
-            return lambda ctx, req: self.render(ctx, req)
-        return lambda ctx, job_input: self.whole(kind, ctx, job_input)
+            return lambda ctx, req: self._guarded(self.render, ctx, req)
+        return lambda ctx, job_input: self._guarded(partial(self.whole, kind), ctx, job_input)
+
+    def _guarded(self, run, ctx, job_input) -> dict:
+        """``run``, with whatever Ray raised for a cluster that is gone (under Ray Client a
+        ``ConnectionError`` or a bare ``Exception``) turned into the one clear error."""
+        connection = self.pool.connection
+        if not connection.reachable:
+            raise connection.unavailable_error()
+        try:
+            return run(ctx, job_input)
+        except (UserError, JobCancelled):
+            raise
+        except Exception:
+            if not connection.reachable:
+                raise connection.unavailable_error() from None
+            raise
 
     def _avatars(self, ids) -> dict:
         return {avatar_id: [self.shipper.ref(avatar_id)] for avatar_id in ids}
