@@ -79,7 +79,7 @@ def measure_photo(name: str, data: bytes, args) -> tuple[BackViewScore, list[np.
     """Prepare and fit the photo, then measure the training views or a made avatar."""
     from compute_server.face import prepare_portrait
     from compute_server.head.registry import load_head_model
-    from compute_server.pipeline import avatar_create
+    from compute_server.pipeline import avatar_create, photo_frames
     from compute_server.pipeline.presets import preset as make_preset
     from compute_server.tracking.portrait_fit import fit_portraits
     from compute_server.views.sampling import head_centre, orbit_like
@@ -93,7 +93,7 @@ def measure_photo(name: str, data: bytes, args) -> tuple[BackViewScore, list[np.
     faces, face_region = head.faces.numpy(), head.face_region.numpy()
     scalp = head.region_names.index("scalp")
     params = fit.head_params(0)
-    vertices = avatar_create._posed_vertices(head, params)
+    vertices = photo_frames.posed_vertices(head, params)
     camera = fit.images[0].camera
     surface = render_surface(vertices, faces, [camera])[0]
     hair = visible_hair(portrait.image, portrait.matte, camera, surface, face_region, scalp)

@@ -12,23 +12,20 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from ..errors import UserError
 from ..face import prepare_portrait
-from ..head.model import HeadParams
 from ..tracking.portrait_fit import fit_portraits
 from ..training.init import initialize_splats
 from ..training.optimize import optimize_splats
 from ..validation import require_float, require_image, require_int, require_list, require_str, require_video
-from ..views.masks import head_region
 from ..views.records import TrainingView
 from ..views.reprojection import mirrored_view
 from ..views.sampling import fixed_ring, head_centre
 from ..views.shading import relit_faces
-from ..views.surface import render_surface
 from ..views.synthesis import ReprojectionSynthesizer, SynthesisInput, synthesis_input
 from .avatar_files import png_bytes, rig_arrays
+from .photo_frames import photo_view, posed_vertices
 from .presets import PRESETS, preset as make_preset
 from .previews import contact_sheet, render_rgba
 
@@ -204,17 +201,11 @@ def _training_views(head_model, portraits, fit, preset, req, ctx, stages, servic
     faces = head_model.faces.cpu().numpy()
     face_region = head_model.face_region.cpu().numpy()
     views, main = [], None
-    rest = _posed_vertices(head_model, {**fit.head_params(0), "expr": np.zeros(head_model.n_expr, np.float32),
+    rest = posed_vertices(head_model, {**fit.head_params(0), "expr": np.zeros(head_model.n_expr, np.float32),
                                         "jaw_pose": np.zeros(3, np.float32), "eyes_pose": np.zeros(6, np.float32)})
     for i, portrait in enumerate(portraits):
-        params = fit.head_params(i)
-        vertices = _posed_vertices(head_model, params)
-        camera = fit.images[i].camera
-        surface = render_surface(vertices, faces, [camera])[0]
-        region = head_region(surface.mask, camera, vertices, faces, face_region, head_model.region_names)
-        photo = TrainingView(image=portrait.image, mask=portrait.matte * getattr(portrait, "valid", 1.0) * region,
-                             camera=camera, head_params=params, weight=1.0,
-                             normals=surface.normals_camera.astype(np.float32), kind="input", name=portrait.name)
+        photo, vertices, surface = photo_view(head_model, portrait, fit, i)
+        params, camera = photo.head_params, photo.camera
         if main is None:
             main = synthesis_input(portrait.image, photo.mask, camera, params, vertices, rest, faces, face_region,
                                    head_model.region_names, head_model.expression_names, seed=req.seed,
@@ -260,13 +251,6 @@ def hidden_part_views(head_model, main: SynthesisInput, weight: float) -> list[T
     bases = {id(camera): baseline_at(main, camera) for camera in cameras}   # one per camera, not per variant
     targets = expression_targets(head_model, main, cameras, variants=HIDDEN_PART_VARIANTS)
     return [reprojected_variant_view(main, target, weight, bases[id(target.camera)]) for target in targets]
-
-
-@torch.no_grad()
-def _posed_vertices(head_model, params: dict) -> np.ndarray:
-    device = head_model.faces.device
-    hp = HeadParams.from_numpy({k: np.asarray(v, dtype=np.float32)[None] for k, v in params.items()}, device=device)
-    return head_model(hp).vertices[0].cpu().numpy().astype(np.float64)
 
 
 def _save(ctx, req, preset, head_model, portraits, fit, result, main: SynthesisInput, warnings, stages,

@@ -15,10 +15,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import torch
 
+from ..head.model import HeadParams
 from ..views.masks import head_region
 from ..views.records import TrainingView
-from ..views.surface import render_surface
+from ..views.surface import SurfaceView, render_surface
 from .video_avatar import ClipFrames
 
 
@@ -30,29 +32,43 @@ def frontal_order(cameras) -> np.ndarray:
     return np.argsort(forward_z, kind="stable")   # most negative: looking straight at the face
 
 
+@torch.no_grad()
+def posed_vertices(head_model, params: dict) -> np.ndarray:
+    """The head mesh's vertices (V, 3), float64, for one set of canonical head parameters."""
+    device = head_model.faces.device
+    hp = HeadParams.from_numpy({k: np.asarray(v, dtype=np.float32)[None] for k, v in params.items()}, device=device)
+    return head_model(hp).vertices[0].cpu().numpy().astype(np.float64)
+
+
+def photo_view(head_model, portrait, fit, index: int) -> tuple[TrainingView, np.ndarray, SurfaceView]:
+    """Photo ``index`` as a training view: its fitted parameters and camera, the loss on its
+    matte within the head region; with the posed vertices and the mesh surface it was made on."""
+    faces = head_model.faces.cpu().numpy()
+    face_region = head_model.face_region.cpu().numpy()
+    params = fit.head_params(index)
+    vertices = posed_vertices(head_model, params)
+    camera = fit.images[index].camera
+    surface = render_surface(vertices, faces, [camera])[0]
+    region = head_region(surface.mask, camera, vertices, faces, face_region, head_model.region_names)
+    mask = (portrait.matte * getattr(portrait, "valid", 1.0) * region).astype(np.float32)
+    view = TrainingView(image=portrait.image, mask=mask, camera=camera, head_params=params, weight=1.0,
+                        normals=surface.normals_camera.astype(np.float32), kind="input", name=portrait.name)
+    return view, vertices, surface
+
+
 def photo_training_frames(head_model, portraits: list, fit) -> ClipFrames:
     """One TrainingView per photo (its fitted parameters and camera), most frontal first, with
     the count of photos that saw each triangle; ``sources`` and ``fit`` follow that order."""
     order = frontal_order([image.camera for image in fit.images])
     portraits = [portraits[i] for i in order]
     fit = replace(fit, images=[fit.images[i] for i in order])
-    faces = head_model.faces.cpu().numpy()
-    face_region = head_model.face_region.cpu().numpy()
-    seen = np.zeros(len(faces), np.int64)
+    seen = np.zeros(head_model.n_faces, np.int64)
     views = []
-    from .avatar_create import _posed_vertices   # avatar_create imports this module at use
-
     for i, portrait in enumerate(portraits):
-        params = fit.head_params(i)
-        vertices = _posed_vertices(head_model, params)
-        camera = fit.images[i].camera
-        surface = render_surface(vertices, faces, [camera])[0]
-        region = head_region(surface.mask, camera, vertices, faces, face_region, head_model.region_names)
-        mask = (portrait.matte * getattr(portrait, "valid", 1.0) * region).astype(np.float32)
-        views.append(TrainingView(image=portrait.image, mask=mask, camera=camera, head_params=params, weight=1.0,
-                                  normals=surface.normals_camera.astype(np.float32), kind="input",
-                                  name=portrait.name, meta={"photo": int(order[i])}))
-        seen_ids = surface.face_ids[surface.mask & (mask > 0.5)]
+        view, _, surface = photo_view(head_model, portrait, fit, i)
+        view.meta = {"photo": int(order[i])}
+        views.append(view)
+        seen_ids = surface.face_ids[surface.mask & (view.mask > 0.5)]
         seen[np.unique(seen_ids[seen_ids >= 0])] += 1
     warnings = [w for p in portraits for w in p.warnings]
     return ClipFrames(views=views, sources=portraits, fit=fit, seen_faces=seen,
