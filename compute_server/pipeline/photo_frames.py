@@ -6,13 +6,12 @@ also at full weight where a side photo had seen the real surface; where they dis
 optimizer averaged them (a ghost of one photo's profile on another's side). The clip path
 already does what several real views need: completion only where no photo saw the surface,
 no mirrors of real views, and each view's expression and pose refined while training.
-Here the photos become that path's frames; the most frontal photo leads (it seeds the
-Gaussians' colours and the completion views), whatever order the user gave.
+Here the photos become that path's frames. The first photo leads (it seeds the Gaussians'
+colours and the completion views, and is the avatar's reference pose), as in the
+single-photo path: the user gives the front photo first.
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -22,14 +21,6 @@ from ..views.masks import head_region
 from ..views.records import TrainingView
 from ..views.surface import SurfaceView, render_surface
 from .video_avatar import ClipFrames
-
-
-def frontal_order(cameras) -> np.ndarray:
-    """Indices of ``cameras`` (head-space extrinsics, the head pose folded in) from the most
-    frontal to the most turned: by how directly each looks along the head's -Z (the face's
-    normal, towards the back of the head)."""
-    forward_z = np.array([float(np.asarray(c.world_to_camera)[2, 2]) for c in cameras])
-    return np.argsort(forward_z, kind="stable")   # most negative: looking straight at the face
 
 
 @torch.no_grad()
@@ -57,20 +48,17 @@ def photo_view(head_model, portrait, fit, index: int) -> tuple[TrainingView, np.
 
 
 def photo_training_frames(head_model, portraits: list, fit) -> ClipFrames:
-    """One TrainingView per photo (its fitted parameters and camera), most frontal first, with
-    the count of photos that saw each triangle; ``sources`` and ``fit`` follow that order."""
-    order = frontal_order([image.camera for image in fit.images])
-    portraits = [portraits[i] for i in order]
-    fit = replace(fit, images=[fit.images[i] for i in order])
+    """One TrainingView per photo (its fitted parameters and camera), in the user's order, with
+    the count of photos that saw each triangle."""
     seen = np.zeros(head_model.n_faces, np.int64)
     views = []
     for i, portrait in enumerate(portraits):
         view, _, surface = photo_view(head_model, portrait, fit, i)
-        view.meta = {"photo": int(order[i])}
+        view.meta = {"photo": i}
         views.append(view)
         seen_ids = surface.face_ids[surface.mask & (view.mask > 0.5)]
         seen[np.unique(seen_ids[seen_ids >= 0])] += 1
     warnings = [w for p in portraits for w in p.warnings]
     return ClipFrames(views=views, sources=portraits, fit=fit, seen_faces=seen,
-                      report={"photos": len(portraits), "order": [int(i) for i in order]},
+                      report={"photos": len(portraits)},
                       warnings=warnings, is_clip=False)
