@@ -84,8 +84,7 @@ class ClusterConnection:
         self.via_client = is_client_address(address)
         self.ray = import_ray(client=self.via_client)
         try:
-            self.ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
-                          logging_level=logging.WARNING, configure_logging=False)
+            self._init()
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
             reach = (" and let this machine reach the head's Ray Client port (10001 unless "
                      "--ray-client-server-port says otherwise)") if self.via_client else ""
@@ -96,6 +95,25 @@ class ClusterConnection:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="headsplat-cluster-watch", daemon=True)
         self._thread.start()
+
+    def _init(self) -> None:
+        """``ray.init``; through Ray Client, tried up to three times when the head's proxier could
+        not start this client's own server process (it reports "Starting Ray client server
+        failed"; seen on a loaded head, and the next try gets a fresh process on the next port)."""
+        for attempt in range(3):
+            try:
+                self.ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False,
+                              logging_level=logging.WARNING, configure_logging=False)
+                return
+            except (ConnectionError, RuntimeError) as exc:
+                if not self.via_client or "Starting Ray client server failed" not in str(exc) or attempt == 2:
+                    raise
+                log.warning("the Ray Client server for this front did not start (%s); trying again", exc)
+                try:
+                    self.ray.shutdown()   # leave the half-made client connection before the next try
+                except Exception:  # noqa: BLE001 - nothing was connected
+                    pass
+                time.sleep(2.0)
 
     # ------------------------------------------------------------------ health
 
