@@ -280,7 +280,7 @@ def test_the_video_path_learns_on_its_frames_and_on_held_out_ones(client, tmp_pa
     iteration (the Gaussians as initialized from the main frame), training raises the PSNR on
     the training frames and on held-out frames it never saw. If the loss, the backward pass
     or the optimizer broke, both would stay where they started."""
-    data = _write_video(tmp_path / "take.mp4", _d0_frames(24, side=160))
+    data = _write_video(tmp_path / "take.mp4", _d0_frames(16, side=160))
     scores = {}
     for iterations in (1, LEARN_ITERATIONS):
         job = client.submit("avatar.create", {"video": {"name": "take.mp4", "data": data}, "preset": "draft",
@@ -293,10 +293,10 @@ def test_the_video_path_learns_on_its_frames_and_on_held_out_ones(client, tmp_pa
     assert held_n - held_0 > MIN_VIDEO_HELDOUT_GAIN_DB
 
 
-# Measured (d0's first 24 frames at 160 px, 6 training and 6 held-out frames at 64 px, the
-# draft recipe, 80 iterations against 1, 2026-12-07): training frames 20.71 -> 22.70 dB
-# (+1.99), held-out frames 21.20 -> 21.99 dB (+0.79); the run is seeded and repeats. The
+# Measured (d0's first 16 frames at 160 px, 6 training and 4 held-out frames at 64 px, the
+# draft recipe, 60 iterations against 1, 2026-12-07): training frames 21.00 -> 22.51 dB
+# (+1.51), held-out frames 21.00 -> 22.35 dB (+1.35); the run is seeded and repeats. The
 # margins are half of that.
-LEARN_ITERATIONS = 80
-MIN_VIDEO_TRAIN_GAIN_DB = 1.0
-MIN_VIDEO_HELDOUT_GAIN_DB = 0.4
+LEARN_ITERATIONS = 60
+MIN_VIDEO_TRAIN_GAIN_DB = 0.75
+MIN_VIDEO_HELDOUT_GAIN_DB = 0.65
