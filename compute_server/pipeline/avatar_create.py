@@ -180,7 +180,12 @@ def run(ctx, req: AvatarRequest, services) -> dict:
     stages.begin("save", "saving the avatar")
     avatar_id = _save(ctx, req, preset, head_model, portraits, fit, result, synthesis, warnings, stages)
     timings = stages.done()
-    return {"avatar": avatar_id, "name": req.name, "splats": model.count,
+    return job_result(req, avatar_id, result, timings, warnings)
+
+
+def job_result(req: AvatarRequest, avatar_id: str, result, timings: dict, warnings: list[str]) -> dict:
+    """What every avatar.create job answers (photo, photos or clip; the clip path adds to it)."""
+    return {"avatar": avatar_id, "name": req.name, "splats": result.model.count,
             "metrics": {k: round(float(v), 4) for k, v in result.metrics.items()},
             "timings_s": timings, "warnings": warnings}
 

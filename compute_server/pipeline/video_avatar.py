@@ -148,7 +148,7 @@ def train_on_frames(ctx, req, services, stages, preset, settings: ClipSettings, 
     """Steps 4-6 for any set of real views of one person, each with its own parameters: the
     frames of a clip, or several photos (``unit`` names them in messages). Completion views
     speak only where the real views are silent; each view's parameters are refined."""
-    from .avatar_create import _save
+    from .avatar_create import _save, job_result
 
     warnings = frames.warnings
     stages.begin("views", f"learning from {len(frames.views)} {unit}; completion views for the rest")
@@ -188,9 +188,7 @@ def train_on_frames(ctx, req, services, stages, preset, settings: ClipSettings, 
         avatar_id = _save(ctx, req, preset, head_model, frames.sources, frames.fit, result, main, warnings, stages,
                           extra={"photos": {"count": n_train, "main": frames.views[0].name,
                                             "settings": asdict(settings)}})
-        return {"avatar": avatar_id, "name": req.name, "splats": model.count,
-                "metrics": {k: round(float(v), 4) for k, v in result.metrics.items()},
-                "timings_s": stages.done(), "warnings": warnings}
+        return job_result(req, avatar_id, result, stages.done(), warnings)
     clip_report = {**frames.report, "settings": asdict(settings)}
     strip = None
     if frames.test_views:
@@ -198,10 +196,7 @@ def train_on_frames(ctx, req, services, stages, preset, settings: ClipSettings, 
         clip_report["heldout"] = heldout
     avatar_id = _save(ctx, req, preset, head_model, frames.sources, frames.fit, result, main, warnings, stages,
                       extra={"clip": clip_report})
-    timings = stages.done()
-    return {"avatar": avatar_id, "name": req.name, "splats": model.count,
-            "metrics": {k: round(float(v), 4) for k, v in result.metrics.items()},
-            "timings_s": timings, "warnings": warnings, "train_frames": n_train,
+    return {**job_result(req, avatar_id, result, stages.done(), warnings), "train_frames": n_train,
             "split": clip_report["split"], "clip": {k: v for k, v in clip_report.items() if k != "settings"},
             **({"heldout_strip_png": strip} if strip is not None else {})}
 
