@@ -9,7 +9,7 @@ import torch
 
 from compute_server.head.model import HeadParams, load_head_model
 from compute_server.views import vertex_colors as vcol
-from compute_server.views.masks import head_region, novel_view_loss_mask
+from compute_server.views.masks import head_region, novel_view_loss_mask, outside_photo_silhouette
 from compute_server.views.reprojection import mirror_camera, mirror_head_params, reprojected_view
 from compute_server.views.sampling import fixed_ring, head_centre, random_views
 from compute_server.views.surface import render_surface
@@ -189,3 +189,46 @@ def test_hidden_parts_take_colours_derived_from_the_photo(scene):
 
     completed = _complete(scene)
     assert np.all(completed.origin[teeth] == vcol.DEFAULT) or (completed.origin[teeth] == vcol.SEEN).sum() >= 8
+
+
+def test_novel_views_carve_the_mesh_the_photo_shows_as_background(scene):
+    """The mesh's crown above the photo's hair (the photo's background there) is not head in
+    a side view either: transparent and supervised, while the rest keeps the mesh's coverage;
+    without the carving the side views claimed it as scalp and it became dark arcs."""
+    photo_cam = scene["camera"]
+    rows = photo_cam.project(scene["vertices"])[:, 1]
+    cut = float(np.quantile(rows, 0.2))                      # the top fifth of the head is background
+    matte = scene["matte"].copy()
+    matte[: int(cut)] = 0.0
+    side = orbit_camera(60, 0, 0.6, target=scene["centre"], width=192, height=192, fov_y_deg=25)
+    params = {k: v[0] for k, v in HeadParams.zeros(scene["model"]).to_numpy().items()}
+    view = reprojected_view(scene["vertices"], scene["faces"], _complete(scene), source_image=scene["photo"],
+                            source_matte=matte, source_camera=photo_cam, source_surface=scene["surface"],
+                            target_camera=side, head_params=params, weight=0.3)
+    truth = render_surface(scene["vertices"], scene["faces"], [side])[0]
+    on = truth.mask
+    photo_rows = photo_cam.project(truth.points[on])[:, 1]
+    margin = 0.01 * 192 + 1
+    above = (photo_rows >= 0) & (photo_rows < cut - margin)     # in the frame, on its background
+    below = photo_rows > cut + margin
+    assert above.sum() > 50 and below.sum() > 50
+    assert (view.mask[on][above] == 0).all() and (view.loss_mask[on][above] == 1).all()
+    assert (view.known[on][above] == 0).all()
+    assert (view.mask[on][below] == 1).all()
+
+
+def test_carving_leaves_alone_what_the_photo_frame_cuts_off(scene):
+    """A head cut by the photo's top border keeps its crown: beyond the frame nothing is known."""
+    photo_cam = scene["camera"]
+    points = scene["vertices"]
+    px = photo_cam.project(points)
+    shifted = Camera(photo_cam.world_to_camera, photo_cam.fx, photo_cam.fy, photo_cam.cx,
+                     photo_cam.cy - float(np.quantile(px[:, 1], 0.3)), photo_cam.width, photo_cam.height,
+                     photo_cam.near, photo_cam.far)
+    matte = np.ones((photo_cam.height, photo_cam.width), np.float32)
+    off_frame = shifted.project(points)[:, 1] < 0
+    assert off_frame.sum() > 100
+    assert not outside_photo_silhouette(points, shifted, matte).any()
+    matte[:] = 0.0
+    carved = outside_photo_silhouette(points, shifted, matte)
+    assert carved[~off_frame].all() and not carved[off_frame].any()

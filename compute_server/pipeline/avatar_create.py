@@ -159,7 +159,7 @@ def run(ctx, req: AvatarRequest, services) -> dict:
     model = initialize_splats(main.vertices, main.faces, main.face_region, main.region_names,
                               main.vertex_colors.colors, preset.init, np.random.default_rng(req.seed),
                               photo=main.image, photo_matte=main.matte, photo_camera=main.camera,
-                              photo_surface=main.surface)
+                              photo_surface=main.surface, fill=main.surface_colours)
     model.params = model.params.to(device)
     model.binding = model.binding.to(device)
     prior = services.diffusion_prior(req.diffusion, device, req.seed) if req.diffusion != "none" else None

@@ -161,7 +161,7 @@ def train_on_frames(ctx, req, services, stages, preset, settings: ClipSettings, 
     model = initialize_splats(main.vertices, main.faces, main.face_region, main.region_names,
                               main.vertex_colors.colors, preset.init, np.random.default_rng(req.seed),
                               photo=main.image, photo_matte=main.matte, photo_camera=main.camera,
-                              photo_surface=main.surface)
+                              photo_surface=main.surface, fill=main.surface_colours)
     model.params = model.params.to(ctx.device)
     model.binding = model.binding.to(ctx.device)
     optimize = replace(preset.optimize, refine_pose=True, lr_translation=settings.lr_translation,

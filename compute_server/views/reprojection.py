@@ -13,7 +13,7 @@ import numpy as np
 
 from shared.camera import Camera
 
-from .masks import novel_view_loss_mask
+from .masks import novel_view_loss_mask, outside_photo_silhouette
 from .records import TrainingView
 from .scalp_texture import ScalpTexture
 from .shading import Shading, mirrored_normals
@@ -79,9 +79,13 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
         from_photo = direct | mirrored
     else:
         from_photo = direct
+    # mesh the photo shows as background is not head here either: transparent, still supervised
+    not_head = outside_photo_silhouette(pts, source_camera, source_matte)
+    colors_out[not_head] = 0.0
     image[ys, xs] = colors_out
-    known[ys, xs] = from_photo
+    known[ys, xs] = from_photo & ~not_head
     mask = target.mask.astype(np.float32)
+    mask[ys[not_head], xs[not_head]] = 0.0
     return TrainingView(image=image, mask=mask, camera=target_camera, head_params=head_params, weight=weight,
                         loss_mask=novel_view_loss_mask(target.mask), normals=target.normals_camera.astype(np.float32), known=known,
                         kind="reprojected", name=name,

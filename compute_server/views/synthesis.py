@@ -64,6 +64,17 @@ class SynthesisInput:
             return None
         return self.face_region == self.region_names.index("scalp")
 
+    def surface_colours(self, points: np.ndarray, face_ids: np.ndarray, bary: np.ndarray) -> np.ndarray:
+        """(N, 3) the colours the novel views give surface points (N, 3) on faces (N,) at
+        barycentrics (N, 3) where the photo cannot see them: the completed vertex colours,
+        the scalp's hair texture on the scalp (``training.init``'s fill)."""
+        colours = np.einsum("nk,nkc->nc", bary, self.vertex_colors.colors[self.faces[face_ids]])
+        scalp = self.scalp_faces()
+        if self.scalp_texture is not None and scalp is not None:
+            on_scalp = scalp[face_ids]
+            colours[on_scalp] = self.scalp_texture.colours(points[on_scalp])
+        return colours
+
     def reprojected(self, camera: Camera, head_params: dict, weight: float, name: str = "") -> TrainingView:
         """The no-diffusion view of this head from ``camera`` (the photo reprojected, its
         mirror, the scalp texture, the completed colours): the ``none`` backend's view and
