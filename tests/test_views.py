@@ -184,11 +184,29 @@ def test_hidden_parts_take_colours_derived_from_the_photo(scene):
     z = rest[:, 2]
     front, back = teeth & (z > np.quantile(z[teeth], 0.8)), teeth & (z < np.quantile(z[teeth], 0.2))
     assert luminance(tth[front]).mean() > 1.5 * luminance(tth[back]).mean()
-    assert luminance(tth[teeth]).max() <= luminance(skin) + 1e-6        # as bright as the skin, never glaring
+    assert luminance(tth[teeth]).max() <= luminance(sclera) + 1e-6      # the photo's sclera is the white reference
+    assert luminance(tth[front]).mean() > 0.8 * luminance(sclera)
     np.testing.assert_allclose(result.colours["eyeball"][eyeball][0], sclera, atol=1e-6)
 
     completed = _complete(scene)
     assert np.all(completed.origin[teeth] == vcol.DEFAULT) or (completed.origin[teeth] == vcol.SEEN).sum() >= 8
+
+    # lips "seen" on many teeth vertices (the mesh's teeth tips peek through closed lips) are
+    # not teeth; without a sclera in the photo the teeth are as bright as the brightest skin
+    seen[np.flatnonzero(teeth)[:40]] = True
+    colors[np.flatnonzero(teeth)[:40]] = lip * 0.8
+    seen[seen_ball] = False
+    result = interior_colours(rest, faces, regions, names, colors, seen)
+    assert "teeth" not in result.photo_shows and "eyeball" not in result.photo_shows
+    tth = result.colours["teeth"]
+    assert luminance(tth[teeth]).max() <= luminance(skin) + 1e-6
+    assert luminance(tth[front]).mean() > 0.8 * luminance(skin)
+    # a dim, cold photo: the teeth follow its sclera, not a fixed warm white
+    cold = np.array([0.30, 0.33, 0.40])
+    seen[seen_ball] = True
+    colors[seen_ball] = cold
+    tth = interior_colours(rest, faces, regions, names, colors, seen).colours["teeth"]
+    assert tth[front].mean(0)[2] > tth[front].mean(0)[0]                # blue over red, like the sclera
 
 
 def test_novel_views_carve_the_mesh_the_photo_shows_as_background(scene):

@@ -5,10 +5,12 @@ Why not fixed colours: these parts appear only when the avatar is animated (the 
 the eyes turn), and a fixed bright off-white for teeth or sclera shows as a glaring block
 in a dim photo, a painting or a black-and-white picture. So every default is taken from
 the photo itself: what the photo shows of a part when it shows it (lips parted, sclera
-between the lids); otherwise a colour derived from the photo's own lips and skin (the
-cavity is the lip colour in deep shadow, the tongue the lip colour in half shadow, the
-teeth an off-white as bright as the photo's brightest skin), shaded darker towards the
-back of the mouth, where less light reaches.
+between the lids; "teeth" only when brighter than the lips: a fitted mesh whose teeth tips
+peek a pixel through closed lips sees lip and shadow there); otherwise a colour derived
+from the photo's own lips, sclera and skin (the cavity is the lip colour in deep shadow,
+the tongue the lip colour in half shadow, the teeth the photo's sclera a little darker and
+yellower, or an off-white as bright as its brightest skin), shaded darker towards the back
+of the mouth, where less light reaches.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class InteriorSettings:
     min_seen_vertices: int = 8           # a part the photo shows on fewer vertices takes the derived default
     fallback_lip_rgb: tuple = (0.62, 0.38, 0.36)  # no face vertices seen near the mouth (a model without lips)
     fallback_skin_luma: float = 0.6
+    teeth_over_lip: float = 1.3          # seen "teeth" darker than this times the lips are lips or shadow
+    teeth_of_sclera: float = 0.9         # teeth against the photo's sclera, the white reference
+    sclera_over_skin: float = 0.6        # a "sclera" darker than this times the brightest skin is lid or lash
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -117,24 +122,37 @@ def interior_colours(rest_vertices: np.ndarray, faces: np.ndarray, vertex_region
         rgb[floor] = (lip * s.tongue_of_lip)[None] * light[floor, None]
         out["mouth_interior"] = np.clip(rgb, 0.0, 1.0)
 
-    if "teeth" in region and region["teeth"].any():
-        teeth = region["teeth"]
-        seen_teeth = teeth & seen
-        if seen_teeth.sum() >= s.min_seen_vertices:
-            base = _bright_half_median(colors[seen_teeth])
-            shows.add("teeth")
-        else:
-            base = TEETH_TINT * skin_luma / float(luminance(TEETH_TINT))
-        depth = _depth_behind_front(rest_vertices, teeth)
-        light = 1.0 - (1.0 - s.back_of_mouth_light) * depth
-        out["teeth"] = np.clip(base[None] * light[:, None], 0.0, 1.0)
-
+    sclera = None
     if "eyeball" in region and region["eyeball"].any():
         seen_sclera = region["eyeball"] & seen
         if seen_sclera.sum() >= s.min_seen_vertices:
-            base = _bright_half_median(colors[seen_sclera])
+            sclera = _bright_half_median(colors[seen_sclera])
             shows.add("eyeball")
+            base = sclera
         else:
             base = SCLERA_TINT * skin_luma / float(luminance(SCLERA_TINT))
         out["eyeball"] = np.clip(np.broadcast_to(base, (n, 3)).copy(), 0.0, 1.0)
+
+    if "teeth" in region and region["teeth"].any():
+        teeth = region["teeth"]
+        seen_teeth = teeth & seen
+        photo_teeth = _bright_half_median(colors[seen_teeth]) if seen_teeth.sum() >= s.min_seen_vertices else None
+        if photo_teeth is not None and luminance(photo_teeth) >= s.teeth_over_lip * luminance(lip):
+            base = photo_teeth
+            shows.add("teeth")
+        else:
+            base = _default_teeth(sclera, skin_luma, s)
+        depth = _depth_behind_front(rest_vertices, teeth)
+        light = 1.0 - (1.0 - s.back_of_mouth_light) * depth
+        out["teeth"] = np.clip(base[None] * light[:, None], 0.0, 1.0)
     return InteriorColours(colours=out, photo_shows=shows)
+
+
+def _default_teeth(sclera: np.ndarray | None, skin_luma: float, s: InteriorSettings) -> np.ndarray:
+    """Teeth the photo does not show. The sclera, where the photo shows it, is the photo's
+    own near-white under its light and white balance (a dim photo, a warm painting, black
+    and white): the teeth are that, a little darker and yellower. Without it, an
+    off-white as bright as the brightest skin."""
+    if sclera is not None and luminance(sclera) >= s.sclera_over_skin * skin_luma:
+        return sclera / SCLERA_TINT * TEETH_TINT * s.teeth_of_sclera
+    return TEETH_TINT * skin_luma / float(luminance(TEETH_TINT))
