@@ -17,7 +17,7 @@ from PIL import Image
 from compute_server.errors import UserError
 from compute_server.face import PreparedPortrait, landmark_indices as idx, prepare_portrait, thread_cache
 from compute_server.face.align import DEFAULT_MARGIN, face_geometry
-from compute_server.face.warp import transform_points
+from compute_server.face.warp import transform_points, warp_to_crop
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "portraits"
 SAMPLES = sorted(DATA.glob("*.jpg")) if DATA.is_dir() else []
@@ -258,7 +258,8 @@ def test_crop_landmarks_fall_back_to_the_source_pass(astronaut, astronaut_portra
     assert source == "source"
     np.testing.assert_allclose(transform_points(landmarks, astronaut_portrait.crop_to_source), face.landmarks,
                                atol=1e-3)
-    crop = (astronaut_portrait.image * 255).round().astype(np.uint8)
+    decoded = np.asarray(Image.open(io.BytesIO(encode(astronaut, "JPEG", quality=95))).convert("RGB"))
+    crop = warp_to_crop(decoded, astronaut_portrait.crop_to_source, 512, border="replicate")  # the raw crop
     landmarks, source = _crop_landmarks(landmarker, crop, face, astronaut_portrait.crop_to_source)
     assert source == "crop"
     np.testing.assert_allclose(landmarks, astronaut_portrait.landmarks, atol=0.5)

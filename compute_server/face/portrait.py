@@ -23,7 +23,7 @@ from . import thread_cache
 from .align import DEFAULT_MARGIN, crop_to_source_transform
 from .decode import DEFAULT_MAX_PIXELS, decode_image_with_alpha
 from .landmarker import FaceDetection, FaceLandmarker, landmark_box
-from .matte import portrait_matte, segment_person
+from .matte import foreground_colours, portrait_matte, segment_person
 from .person_check import FaceEvidence, face_evidence, refuse_non_person
 from .visibility import landmark_visibility
 from .warp import crop_validity, transform_points, warp_to_crop
@@ -40,7 +40,8 @@ class PreparedPortrait:
     """A portrait ready for fitting. S = size; all arrays are numpy.
 
     image: (S, S, 3) float32 in [0, 1], the aligned crop (replicated edge pixels where it
-        leaves the photo; see ``valid``).
+        leaves the photo; see ``valid``), with the person's own colours where the matte is
+        soft (``matte.foreground_colours``: no background fringe in the hair).
     matte: (S, S) float32 in [0, 1], person foreground, 0 outside the photo.
     landmarks: (478, 3) float32 crop pixels: x, y (centres at +0.5), z = MediaPipe's
         relative depth in crop pixels (smaller = closer).
@@ -140,7 +141,7 @@ def prepare_portrait(data: bytes, name: str, *, size: int = DEFAULT_SIZE, margin
         warnings.append(f"{name}: the head or hair reaches the edge of the photo (or of the crop), so part of it is "
                         "cut off; a photo with more space around the head gives a more complete avatar.")
     return PreparedPortrait(
-        image=crop_rgb.astype(np.float32) / 255.0,
+        image=foreground_colours(crop_rgb.astype(np.float32) / 255.0, matte.matte),
         matte=matte.matte,
         landmarks=crop_landmarks.astype(np.float32),
         landmarks_visible=landmark_visibility(crop_landmarks, (size, size), valid),

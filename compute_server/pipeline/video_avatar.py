@@ -30,7 +30,7 @@ from shared.rotations import axis_angle_to_matrix
 from ..errors import UserError
 from ..face import thread_cache
 from ..face.clip_crops import ClipCrop, crop_clip_frames
-from ..face.matte import portrait_matte
+from ..face.matte import foreground_colours, portrait_matte
 from ..face.video import probe_video
 from ..face.video_landmarks import fill_missing, missing_ranges, track_video_landmarks
 from ..head.model import HeadParams
@@ -307,7 +307,8 @@ def _frame_views(crops: list[ClipCrop], track, head_model, name: str, sha256: st
         mask = (matte * crop.valid * region).astype(np.float32)
         params = {key: np.asarray(value[i], np.float32) for key, value in canonical.items()}
         frame_name = f"{name} frame {crop.index}"
-        views.append(TrainingView(image=crop.image.astype(np.float32) / 255.0, mask=mask, camera=camera,
+        views.append(TrainingView(image=foreground_colours(crop.image.astype(np.float32) / 255.0, matte),
+                                  mask=mask, camera=camera,
                                   head_params=params, weight=1.0, normals=surface.normals_camera.astype(np.float32),
                                   kind="input", name=frame_name, meta={"frame": crop.index}))
         seen_ids = surface.face_ids[surface.mask & (mask > 0.5)]

@@ -4,13 +4,14 @@ its floor, the teeth, and the part of each eyeball under the lids.
 Why not fixed colours: these parts appear only when the avatar is animated (the jaw opens,
 the eyes turn), and a fixed bright off-white for teeth or sclera shows as a glaring block
 in a dim photo, a painting or a black-and-white picture. So every default is taken from
-the photo itself: what the photo shows of a part when it shows it (lips parted, sclera
-between the lids; "teeth" only when brighter than the lips: a fitted mesh whose teeth tips
-peek a pixel through closed lips sees lip and shadow there); otherwise a colour derived
-from the photo's own lips, sclera and skin (the cavity is the lip colour in deep shadow,
-the tongue the lip colour in half shadow, the teeth the photo's sclera a little darker and
-yellower, or an off-white as bright as its brightest skin), shaded darker towards the back
-of the mouth, where less light reaches.
+the photo itself: what the photo shows of a part when it shows it (lips parted; sclera
+between the lids only where it is clearly less red than the skin: a fitted eye a pixel
+larger than the real opening "sees" lid skin; "teeth" only when brighter than the lips:
+teeth tips peeking a pixel through closed lips see lip and shadow); otherwise a colour
+derived from the photo's own lips and skin (the cavity is the lip colour in deep shadow,
+the tongue the lip colour in half shadow, teeth and sclera an off-white as bright as its
+brightest skin, in the photo's own light: grey in a black-and-white photo, never a fixed
+yellowish white), shaded darker towards the back of the mouth, where less light reaches.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import numpy as np
 from ..head.mesh_topology import vertex_adjacency
 
 _LUMA = np.array([0.299, 0.587, 0.114])
-TEETH_TINT = np.array([1.0, 0.97, 0.89])    # off-white, slightly yellow, relative to its brightest channel
-SCLERA_TINT = np.array([1.0, 0.97, 0.95])
+TEETH_SKIN_TINT = 0.25    # how much of the skin's hue an off-white tooth takes (a little warm)
+SCLERA_SKIN_TINT = 0.12
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,10 @@ class InteriorSettings:
     min_seen_vertices: int = 8           # a part the photo shows on fewer vertices takes the derived default
     fallback_lip_rgb: tuple = (0.62, 0.38, 0.36)  # no face vertices seen near the mouth (a model without lips)
     fallback_skin_luma: float = 0.6
+    fallback_skin_rgb: tuple = (0.75, 0.57, 0.47)
     teeth_over_lip: float = 1.3          # seen "teeth" darker than this times the lips are lips or shadow
-    teeth_of_sclera: float = 0.9         # teeth against the photo's sclera, the white reference
     sclera_over_skin: float = 0.6        # a "sclera" darker than this times the brightest skin is lid or lash
+    sclera_red_margin: float = 0.05      # sclera pixels' red share is at least this far under the skin's
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -95,6 +97,7 @@ def interior_colours(rest_vertices: np.ndarray, faces: np.ndarray, vertex_region
     skin = region.get("face", np.ones(n, bool)) & seen
     skin_luma = float(np.quantile(luminance(colors[skin]), 0.95)) if skin.sum() >= s.min_seen_vertices \
         else s.fallback_skin_luma
+    skin_rgb = np.median(colors[skin], axis=0) if skin.sum() >= s.min_seen_vertices else np.asarray(s.fallback_skin_rgb)
     out, shows = {}, set()
 
     lip = np.asarray(s.fallback_lip_rgb)
@@ -122,15 +125,14 @@ def interior_colours(rest_vertices: np.ndarray, faces: np.ndarray, vertex_region
         rgb[floor] = (lip * s.tongue_of_lip)[None] * light[floor, None]
         out["mouth_interior"] = np.clip(rgb, 0.0, 1.0)
 
-    sclera = None
     if "eyeball" in region and region["eyeball"].any():
-        seen_sclera = region["eyeball"] & seen
-        if seen_sclera.sum() >= s.min_seen_vertices:
-            sclera = _bright_half_median(colors[seen_sclera])
+        skin_red = float(red_share(skin_rgb))
+        sclera = _photo_sclera(colors[region["eyeball"] & seen], skin_red, skin_luma, s)
+        if sclera is not None:
             shows.add("eyeball")
             base = sclera
         else:
-            base = SCLERA_TINT * skin_luma / float(luminance(SCLERA_TINT))
+            base = _off_white(skin_rgb, SCLERA_SKIN_TINT, skin_luma)
         out["eyeball"] = np.clip(np.broadcast_to(base, (n, 3)).copy(), 0.0, 1.0)
 
     if "teeth" in region and region["teeth"].any():
@@ -141,18 +143,43 @@ def interior_colours(rest_vertices: np.ndarray, faces: np.ndarray, vertex_region
             base = photo_teeth
             shows.add("teeth")
         else:
-            base = _default_teeth(sclera, skin_luma, s)
+            base = _off_white(skin_rgb, TEETH_SKIN_TINT, skin_luma)
         depth = _depth_behind_front(rest_vertices, teeth)
         light = 1.0 - (1.0 - s.back_of_mouth_light) * depth
         out["teeth"] = np.clip(base[None] * light[:, None], 0.0, 1.0)
     return InteriorColours(colours=out, photo_shows=shows)
 
 
-def _default_teeth(sclera: np.ndarray | None, skin_luma: float, s: InteriorSettings) -> np.ndarray:
-    """Teeth the photo does not show. The sclera, where the photo shows it, is the photo's
-    own near-white under its light and white balance (a dim photo, a warm painting, black
-    and white): the teeth are that, a little darker and yellower. Without it, an
-    off-white as bright as the brightest skin."""
-    if sclera is not None and luminance(sclera) >= s.sclera_over_skin * skin_luma:
-        return sclera / SCLERA_TINT * TEETH_TINT * s.teeth_of_sclera
-    return TEETH_TINT * skin_luma / float(luminance(TEETH_TINT))
+def red_share(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) -> (...) r / (r + g + b): skin's reflectance is redder than a white's under
+    any light, so the share tells the two apart in warm, cold and dim photos alike."""
+    rgb = np.asarray(rgb, np.float64)
+    return rgb[..., 0] / np.maximum(rgb.sum(axis=-1), 1e-6)
+
+
+def _photo_sclera(seen_rgb: np.ndarray, skin_red: float, skin_luma: float,
+                  s: InteriorSettings) -> np.ndarray | None:
+    """The photo's sclera colour (3,), or None where it does not show one.
+
+    The mesh's eyeball vertices the photo "sees" are mostly lid, lash and the skin around
+    the eye wherever the fitted eye is a pixel larger than the real opening (narrow eyes,
+    small crops): their colour is skin. The sclera is the part of them that is bright and
+    clearly less red than the skin under the same light (``red_share``), and not much
+    darker than the brightest skin (dark, grey lashes and irises are not)."""
+    if len(seen_rgb) < s.min_seen_vertices:
+        return None
+    luma = luminance(seen_rgb)
+    white = (red_share(seen_rgb) < skin_red - s.sclera_red_margin) & (luma >= np.median(luma))
+    if white.sum() < s.min_seen_vertices:
+        return None
+    sclera = np.median(seen_rgb[white], axis=0)
+    return sclera if luminance(sclera) >= s.sclera_over_skin * skin_luma else None
+
+
+def _off_white(skin_rgb: np.ndarray, skin_tint: float, luma: float) -> np.ndarray:
+    """An off-white of brightness ``luma`` in the photo's own light: grey mixed with a
+    little of the skin's hue. Under warm light it is warm, in a black-and-white photo grey,
+    under cold light cold; a fixed yellowish white would glow yellow in a grey picture."""
+    skin = np.asarray(skin_rgb, np.float64) / max(float(luminance(skin_rgb)), 1e-6)
+    tint = (1.0 - skin_tint) + skin_tint * skin
+    return tint * luma / float(luminance(tint))
