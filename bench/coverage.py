@@ -6,6 +6,12 @@ anti-aliased rim, where a pixel is only partly covered by either, does not count
 the avatar's alpha is below 0.5. An avatar must have none at any yaw: a white spot near
 the ear at 90 degrees is what an animator sees first when the head turns.
 
+One part of the mesh is meant to be clear: where a view's ray through the mesh never
+enters the photo's silhouette cone (``views.masks.photo_hull``: the average skull
+is taller than a flat or close-cropped head). Given the photo's silhouette (what the avatar
+kept of it: the preview's alpha at the portrait camera, ``stored_photo_silhouette``), those
+pixels are found with the same rule and are not counted.
+
     python -m bench.coverage AVATAR_ID [--data DIR] [--views 36] [--size 256]
 """
 
@@ -45,9 +51,15 @@ class CoverageReport:
 
 
 @torch.no_grad()
-def turntable_coverage(avatar, *, views: int = 36, size: int = 256, elevation_deg: float = 0.0) -> CoverageReport:
+def turntable_coverage(avatar, *, views: int = 36, size: int = 256, elevation_deg: float = 0.0,
+                       photo_silhouette: tuple | None = None) -> CoverageReport:
     """Render ``views`` yaws of a LoadedAvatar (``pipeline.avatar_files``) at ``size`` px
-    and compare its alpha with the posed mesh's silhouette (see the module docstring)."""
+    and compare its alpha with the posed mesh's silhouette (see the module docstring).
+    photo_silhouette: (camera, (H, W) alpha) of the photo; pixels outside its visual hull
+    are not counted."""
+    from compute_server.views.masks import photo_hull
+    from compute_server.views.reprojection import head_depth
+
     head_model = avatar.head_model
     params = HeadParams.zeros(head_model, 1, device=avatar.shape.device)
     params.shape = avatar.shape
@@ -61,7 +73,18 @@ def turntable_coverage(avatar, *, views: int = 36, size: int = 256, elevation_de
         camera = orbit_like(reference, centre, yaw, elevation_deg)
         viewmats, Ks = stack_cameras([camera], device=vertices.device)
         alpha = render_avatar(avatar.splats, vertices, head_model.faces, viewmats, Ks, size, size).alpha[0].cpu().numpy()
-        mesh = rasterize_mesh(vertices, head_model.faces, viewmats, Ks, size, size).mask[0].cpu().numpy() > 0.5
+        raster = rasterize_mesh(vertices, head_model.faces, viewmats, Ks, size, size)
+        mesh = raster.mask[0].cpu().numpy() > 0.5
+        if photo_silhouette is not None:
+            ys, xs = np.nonzero(mesh)
+            ids = raster.face_ids[0].cpu().numpy()[ys, xs]
+            bary = raster.bary[0].cpu().numpy()[ys, xs]
+            verts = vertices.cpu().numpy().astype(np.float64)
+            points = np.einsum("nk,nkc->nc", bary, verts[head_model.faces.cpu().numpy()[ids]])
+            rays = points - camera.position[None]
+            rays /= np.maximum(np.linalg.norm(rays, axis=1, keepdims=True), 1e-12)
+            clear = photo_hull(points, rays, head_depth(verts), *photo_silhouette).no_head
+            mesh[ys[clear], xs[clear]] = False
         inside = ndimage.binary_erosion(mesh, iterations=EDGE_PX)
         holes = inside & (alpha < 0.5)
         report.mesh_pixels.append(int(inside.sum()))
@@ -70,6 +93,22 @@ def turntable_coverage(avatar, *, views: int = 36, size: int = 256, elevation_de
         if holes.sum() > worst:
             worst, report.worst_holes = int(holes.sum()), holes
     return report
+
+
+def stored_photo_silhouette(data_dir: str, avatar) -> tuple:
+    """(camera, (H, W) alpha): the photo's silhouette as the avatar kept it (its preview,
+    rendered at the portrait camera when it was made, reproduces the photo's matte)."""
+    import io
+
+    from PIL import Image
+
+    from compute_server.storage.avatar_store import AvatarStore
+    from compute_server.storage.data_dir import DataDir
+
+    store = AvatarStore(DataDir(Path(data_dir).resolve()).avatars)
+    _, _, files = store.get(avatar.avatar_id, ["preview.png"])
+    alpha = np.asarray(Image.open(io.BytesIO(files["preview.png"])).convert("RGBA"))[..., 3].astype(np.float32) / 255.0
+    return avatar.portrait_camera.resized(alpha.shape[1], alpha.shape[0]), alpha
 
 
 def load_stored_avatar(data_dir: str, avatar_id: str, device: str = "cpu"):
@@ -90,7 +129,9 @@ def main(argv=None) -> int:
     parser.add_argument("--views", type=int, default=36)
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args(argv)
-    report = turntable_coverage(load_stored_avatar(args.data, args.avatar), views=args.views, size=args.size)
+    avatar = load_stored_avatar(args.data, args.avatar)
+    report = turntable_coverage(avatar, views=args.views, size=args.size,
+                                photo_silhouette=stored_photo_silhouette(args.data, avatar))
     print("| yaw | mesh px | holes | min alpha |\n|---:|---:|---:|---:|")
     for row in zip(report.yaws_deg, report.mesh_pixels, report.hole_pixels, report.min_alpha):
         print(f"| {row[0]:.0f} | {row[1]} | {row[2]} | {row[3]:.3f} |")

@@ -176,13 +176,34 @@ def test_cancel_during_optimization_takes_effect_within_a_second(client):
 def test_no_holes_at_any_yaw(pipeline_server, created):
     """36 turntable views: no pixel inside the posed mesh's silhouette (less its 1 px rim)
     has alpha below 0.5, ears and back of the head included."""
-    from bench.coverage import load_stored_avatar, turntable_coverage
+    from bench.coverage import load_stored_avatar, stored_photo_silhouette, turntable_coverage
 
     avatar = load_stored_avatar(pipeline_server.config.data_dir, created["result"]["avatar"])
-    report = turntable_coverage(avatar, views=36, size=96)
+    report = turntable_coverage(avatar, views=36, size=96,
+                                photo_silhouette=stored_photo_silhouette(pipeline_server.config.data_dir, avatar))
     assert min(report.mesh_pixels) > 1000
     holes = {f"{y:.0f}": n for y, n in zip(report.yaws_deg, report.hole_pixels) if n}
     assert not holes, f"hole pixels per yaw: {holes}; lowest alpha per yaw: {report.min_alpha}"
+
+
+def test_the_hole_check_leaves_out_only_what_the_photo_shows_as_no_head(pipeline_server, created):
+    """Pixels the avatar was meant to leave clear (rays that never meet the photo's
+    silhouette cone) are found from the avatar's own folder: with the whole preview opaque
+    every mesh pixel counts; with its top third made background, only a band at the top of
+    the side views is left out and the face below still counts."""
+    from bench.coverage import load_stored_avatar, stored_photo_silhouette, turntable_coverage
+
+    data_dir = pipeline_server.config.data_dir
+    avatar = load_stored_avatar(data_dir, created["result"]["avatar"])
+    camera, alpha = stored_photo_silhouette(data_dir, avatar)
+    full = turntable_coverage(avatar, views=4, size=96)
+    opaque = turntable_coverage(avatar, views=4, size=96, photo_silhouette=(camera, np.ones_like(alpha)))
+    assert opaque.mesh_pixels == full.mesh_pixels
+    cut = alpha.copy()
+    cut[: alpha.shape[0] // 3] = 0.0
+    top_cut = turntable_coverage(avatar, views=4, size=96, photo_silhouette=(camera, cut))
+    for kept, everything in zip(top_cut.mesh_pixels, full.mesh_pixels):
+        assert 0.5 * everything < kept < everything
 
 
 def test_the_hole_check_sees_a_missing_ear(pipeline_server, created):

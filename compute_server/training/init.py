@@ -20,7 +20,6 @@ from shared.camera import Camera
 from ..splats.binding import triangle_frames
 from ..splats.model import SplatModel
 from ..splats.sh import rgb_to_sh_dc
-from ..views.masks import outside_photo_silhouette
 from ..views.surface import SurfaceView, bilinear_sample, visible_in
 
 # (points (N, 3), face ids (N,), barycentrics (N, 3)) -> (N, 3) colours where the photo is silent
@@ -32,7 +31,6 @@ class InitSettings:
     count: int = 20_000               # target number of Gaussians (at least one per face)
     sh_degree: int = 3
     opacity: float = 0.6
-    not_head_opacity: float = 0.05   # Gaussians on mesh the photo shows as background start nearly clear
     flatness: float = 0.35            # scale along the normal relative to the in-surface scale
     region_weights: dict | None = None  # e.g. {"face": 2.0}: more Gaussians where detail lives
 
@@ -65,9 +63,7 @@ def initialize_splats(vertices: np.ndarray, faces: np.ndarray, face_region: np.n
     (the novel views' own colours, e.g. the scalp's hair texture, so the Gaussians start
     from what they are trained towards instead of a smooth blend that a draft's few
     iterations never wash out). With ``photo`` (H, W, 3), its matte, camera and
-    SurfaceView, Gaussians the photo sees take their colour straight from it, and those
-    on mesh the photo shows as background (``views.masks.outside_photo_silhouette``)
-    start nearly transparent.
+    SurfaceView, Gaussians the photo sees take their colour straight from it.
     """
     binding = faces_per_gaussian(vertices, faces, face_region, region_names, settings, rng)
     n = len(binding)
@@ -90,17 +86,15 @@ def initialize_splats(vertices: np.ndarray, faces: np.ndarray, face_region: np.n
 
     colors = np.einsum("nk,nkc->nc", bary, vertex_colors[faces[binding]]) if fill is None \
         else np.asarray(fill(points, binding, bary), np.float64)
-    opacity = np.full(n, settings.opacity)
     if photo is not None:
         normals = rot_b[:, :, 2]
         seen, px = visible_in(points, normals, photo_camera, photo_surface)
         seen &= bilinear_sample(photo_matte, px) > 0.5
         colors[seen] = bilinear_sample(photo, px[seen])
-        opacity[outside_photo_silhouette(points, photo_camera, photo_matte)] = settings.not_head_opacity
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
     n_rest = (settings.sh_degree + 1) ** 2 - 1
-    opacity_logit = np.log(opacity / (1 - opacity))
+    opacity_logit = float(np.log(settings.opacity / (1 - settings.opacity)))
     return SplatModel.from_tensors(
         means=t(means_local), scales=t(log_scales), quats=t(np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))),
-        opacities=t(opacity_logit), sh0=rgb_to_sh_dc(t(np.clip(colors, 0, 1)))[:, None],
+        opacities=torch.full((n,), opacity_logit), sh0=rgb_to_sh_dc(t(np.clip(colors, 0, 1)))[:, None],
         shN=torch.zeros(n, n_rest, 3), binding=torch.as_tensor(binding), sh_degree=settings.sh_degree)

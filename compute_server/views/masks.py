@@ -17,11 +17,18 @@ skull: on a flat or close-cropped head its crown stands above the real hair. The
 says that part is background, the novel views said it was scalp, and the Gaussians there,
 seen edge-on from the front and face-on from the sides, became thin dark arcs above every
 head. Every point of a head projects inside the photo's silhouette, seen or hidden (the
-photo's silhouette cone holds the whole head), so a mesh point that projects onto the
-photo's background is not head in any view (``outside_photo_silhouette``).
+photo's silhouette cone holds the whole head), so a novel view's pixel whose ray through
+the mesh never enters that cone shows no head (``photo_hull``, the one-view visual hull:
+a ray that grazes the crown above a flat head is cleared, supervised as background). A
+ray that enters the mesh outside the cone but meets the head deeper in (a temple or the
+side of a crown wider than the real one) is left unsupervised: its colour belongs to a
+surface the mesh does not have, and asking the Gaussians on the mesh for it is what drew
+the arcs, while asking for background would make a see-through hole.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -31,6 +38,7 @@ from shared.camera import Camera
 HAIR_MARGIN_FRACTION = 0.09   # of the image size: how far hair may stand off the mesh silhouette
 SILHOUETTE_TOLERANCE_FRACTION = 0.01   # of the photo's size: the matte is grown this much before
                                        # carving, so a fit a pixel or two off never cuts the head
+HULL_SAMPLES = 12                      # points tested along each ray through the mesh
 
 
 def _grown(mask: np.ndarray, margin_fraction: float) -> np.ndarray:
@@ -70,19 +78,40 @@ def _rows_below_neck_cut(camera: Camera, vertices: np.ndarray, faces: np.ndarray
     return int(np.clip(np.ceil(rows.max()), 0, height))
 
 
-def outside_photo_silhouette(points: np.ndarray, photo_camera: Camera, photo_matte: np.ndarray,
-                             tolerance_fraction: float = SILHOUETTE_TOLERANCE_FRACTION) -> np.ndarray:
-    """(N,) bool: head-space points (N, 3) that land inside the photo's frame on its
-    background (``photo_matte`` (H, W) below 0.5 even after growing it by
-    ``tolerance_fraction`` of the image). A point outside the frame or behind the camera
-    is unknown and never counts (a head cut by the photo's border keeps its crown)."""
+@dataclass
+class PhotoHull:
+    """Per ray of a view, what the photo's silhouette says (see ``photo_hull``).
+    entry_outside: (N,) bool, the mesh where the ray enters lies outside the photo's
+    silhouette cone; no_head: (N,) bool, the ray never meets the cone (a subset)."""
+
+    entry_outside: np.ndarray
+    no_head: np.ndarray
+
+
+def photo_hull(entry_points: np.ndarray, ray_dirs: np.ndarray, depth_m: float, photo_camera: Camera,
+               photo_matte: np.ndarray, tolerance_fraction: float = SILHOUETTE_TOLERANCE_FRACTION) -> PhotoHull:
+    """Where a view's rays meet the photo's silhouette cone (the one-view visual hull).
+
+    entry_points: (N, 3) where each pixel's ray meets the mesh (head space); ray_dirs: (N, 3)
+    unit directions away from that view's camera; depth_m: how far past the entry the
+    head can reach (its diameter). A sample point is in the cone if it lands on the photo's
+    foreground (``photo_matte`` (H, W) grown by ``tolerance_fraction`` of the image). A ray
+    shows head if any of ``HULL_SAMPLES`` points from its entry over ``depth_m`` is in the
+    cone, or if its entry lies outside the photo's frame (unknown there: a head cut by the
+    border keeps its crown); samples beyond the frame say nothing, and samples beyond the
+    mesh only make this keep more, never clear more."""
     h, w = photo_matte.shape
     radius = max(1, int(round(tolerance_fraction * max(h, w))))
-    grown = ndimage.maximum_filter(np.asarray(photo_matte, np.float32), size=2 * radius + 1)
-    px = photo_camera.project(np.asarray(points, np.float64))
-    inside = (px[:, 2] > 0) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
-    out = np.zeros(len(points), bool)
-    ix = np.clip(px[inside, 0].astype(np.int64), 0, w - 1)
-    iy = np.clip(px[inside, 1].astype(np.int64), 0, h - 1)
-    out[inside] = grown[iy, ix] < 0.5
-    return out
+    grown = ndimage.maximum_filter(np.asarray(photo_matte, np.float32), size=2 * radius + 1) >= 0.5
+    no_head = np.ones(len(entry_points), bool)
+    entry_outside = np.zeros(len(entry_points), bool)
+    for i, t in enumerate(np.linspace(0.0, depth_m, HULL_SAMPLES)):
+        px = photo_camera.project(np.asarray(entry_points, np.float64) + t * np.asarray(ray_dirs, np.float64))
+        inside = (px[:, 2] > 0) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
+        on_head = inside & grown[np.clip(px[:, 1].astype(np.int64), 0, h - 1),
+                                 np.clip(px[:, 0].astype(np.int64), 0, w - 1)]
+        no_head &= ~on_head
+        if i == 0:
+            no_head &= inside
+            entry_outside = inside & ~on_head
+    return PhotoHull(entry_outside=entry_outside, no_head=no_head)

@@ -13,7 +13,7 @@ import numpy as np
 
 from shared.camera import Camera
 
-from .masks import novel_view_loss_mask, outside_photo_silhouette
+from .masks import novel_view_loss_mask, photo_hull
 from .records import TrainingView
 from .scalp_texture import ScalpTexture
 from .shading import Shading, mirrored_normals
@@ -79,17 +79,27 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
         from_photo = direct | mirrored
     else:
         from_photo = direct
-    # mesh the photo shows as background is not head here either: transparent, still supervised
-    not_head = outside_photo_silhouette(pts, source_camera, source_matte)
-    colors_out[not_head] = 0.0
+    # mesh outside the photo's silhouette cone is not head here either: transparent, still supervised
+    rays = pts - target_camera.position[None]
+    rays /= np.maximum(np.linalg.norm(rays, axis=1, keepdims=True), 1e-12)
+    hull = photo_hull(pts, rays, head_depth(vertices), source_camera, source_matte)
+    colors_out[hull.no_head] = 0.0
     image[ys, xs] = colors_out
-    known[ys, xs] = from_photo & ~not_head
+    known[ys, xs] = from_photo & ~hull.entry_outside
     mask = target.mask.astype(np.float32)
-    mask[ys[not_head], xs[not_head]] = 0.0
+    mask[ys[hull.no_head], xs[hull.no_head]] = 0.0
+    loss_mask = novel_view_loss_mask(target.mask)
+    deeper = hull.entry_outside & ~hull.no_head
+    loss_mask[ys[deeper], xs[deeper]] = 0.0
     return TrainingView(image=image, mask=mask, camera=target_camera, head_params=head_params, weight=weight,
-                        loss_mask=novel_view_loss_mask(target.mask), normals=target.normals_camera.astype(np.float32), known=known,
+                        loss_mask=loss_mask, normals=target.normals_camera.astype(np.float32), known=known,
                         kind="reprojected", name=name,
                         meta={"known_fraction": float(known.sum() / max(mask.sum(), 1.0))})
+
+
+def head_depth(vertices: np.ndarray) -> float:
+    """How far a ray can travel inside the head: the mesh's largest extent."""
+    return float(np.max(np.ptp(np.asarray(vertices), axis=0)))
 
 
 def _blend_by_facing(photo_rgb: np.ndarray, fill_rgb: np.ndarray, points: np.ndarray, normals: np.ndarray,
