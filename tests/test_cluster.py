@@ -238,3 +238,17 @@ def test_a_stopped_cluster_fails_jobs_clearly_and_the_fronts_answer(client, clus
             with pytest.raises(JobFailed, match="Ray cluster"):
                 c.wait_job(late, timeout_s=30)
     assert front.running and remote_front.running
+
+
+def test_a_front_tries_again_only_when_the_heads_proxier_could_not_start_its_client_server():
+    """Both ways the proxier reports a client server that did not start (seen under load in
+    the full suite) are retried; an unreachable head is not."""
+    from compute_server.cluster.connection import _client_server_did_not_start
+
+    zombie = ConnectionError("Initialization failure from server:\nTraceback ...\n  File \".../proxier.py\", line 765, "
+                             "in Datapath\n    if not self.proxy_manager.start_specific_server(\npsutil.ZombieProcess: "
+                             "PID still exists but it's a zombie (pid=13388)")
+    assert _client_server_did_not_start(zombie)
+    assert _client_server_did_not_start(ConnectionError("Starting Ray client server failed. See ray_client_server_23000.err"))
+    assert not _client_server_did_not_start(ConnectionError("ray client connection timeout"))
+    assert not _client_server_did_not_start(RuntimeError("Failed to connect to GCS at 127.0.0.1:6379"))

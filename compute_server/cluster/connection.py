@@ -37,6 +37,8 @@ UNREACHABLE_AFTER_S = 6.0      # no answer from the cluster for this long: it is
 GCS_RECONNECT_TIMEOUT_S = 10**8  # never end the front's process for a lost cluster
 NAMESPACE = "headsplat"
 CLIENT_PREFIX = "ray://"
+# what Ray Client's proxier on the head says when it could not start a client's own server
+CLIENT_SERVER_START_FAILURES = ("Starting Ray client server failed", "start_specific_server")
 
 
 @dataclass
@@ -99,14 +101,16 @@ class ClusterConnection:
     def _init(self) -> None:
         """``ray.init``; through Ray Client, tried up to three times when the head's proxier could
         not start this client's own server process (it reports "Starting Ray client server
-        failed"; seen on a loaded head, and the next try gets a fresh process on the next port)."""
+        failed", or a traceback through its ``start_specific_server`` when that process died
+        while starting and is a zombie; both seen on a loaded head, and the next try gets a
+        fresh process on the next port)."""
         for attempt in range(3):
             try:
                 self.ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False,
                               logging_level=logging.WARNING, configure_logging=False)
                 return
             except (ConnectionError, RuntimeError) as exc:
-                if not self.via_client or "Starting Ray client server failed" not in str(exc) or attempt == 2:
+                if not self.via_client or not _client_server_did_not_start(exc) or attempt == 2:
                     raise
                 log.warning("the Ray Client server for this front did not start (%s); trying again", exc)
                 try:
@@ -167,3 +171,9 @@ class ClusterConnection:
                 self.ray.shutdown()
             except Exception as exc:  # noqa: BLE001 - leaving a cluster must not stop a shutdown
                 log.warning("leaving the Ray cluster: %s", exc)
+
+
+def _client_server_did_not_start(exc: BaseException) -> bool:
+    """True when Ray Client's proxier on the head failed to start this client's server
+    process: a failure of that one start, worth another try, unlike an unreachable head."""
+    return any(marker in str(exc) for marker in CLIENT_SERVER_START_FAILURES)
