@@ -119,3 +119,35 @@ def test_novel_views_use_the_texture_on_the_unseen_scalp_only(head_photo):
     assert local_std(gray_t, unseen_scalp) > 2 * local_std(gray_s, unseen_scalp)
     off_scalp = surface.mask & ~scalp
     np.testing.assert_array_equal(textured.image[off_scalp], smooth.image[off_scalp])
+
+
+def test_hair_fades_out_over_the_nape_at_the_back_only(head_photo):
+    """Below the scalp's border at the back the hair fades into the neck over a few
+    centimetres, by an uneven amount; never on the throat, never far down the neck."""
+    from compute_server.views.scalp_texture import NAPE_FADE_M, textured_colours
+
+    s = head_photo
+    texture = _texture(s)
+    names = s["model"].region_names
+    neck_faces = s["face_region"] == names.index("neck")
+    scalp_faces = s["face_region"] == names.index("scalp")
+    centre = s["vertices"][s["faces"][neck_faces]].mean(axis=(0, 1))
+    tri = s["vertices"][s["faces"]]
+    points = tri.mean(axis=1)
+    ids = np.arange(len(s["faces"]))
+    behind = points[:, 2] < centre[2] - 0.02
+    weight = np.zeros(len(points))
+    weight[neck_faces] = texture.hairline_fade(points[neck_faces])
+    border = texture.hairline[np.argmin(np.abs(texture.hairline[:, 0])), 1]     # straight behind
+    just_below = neck_faces & behind & (points[:, 1] > border - 0.3 * NAPE_FADE_M) & (np.abs(points[:, 0]) < 0.03)
+    far_below = neck_faces & (points[:, 1] < border - 1.7 * NAPE_FADE_M)
+    assert just_below.sum() >= 3 and far_below.sum() > 20
+    assert weight[just_below].mean() > 0.6 and weight[far_below].max() == 0.0
+    throat = points[:, 2] > centre[2] + 0.02
+    assert throat.sum() > 20 and weight[neck_faces & throat].max() == 0.0              # no hair on the throat
+    fill = np.full((len(points), 3), 0.7)
+    out = textured_colours(texture, points, ids, fill, scalp_faces, neck_faces)
+    assert np.abs(out[just_below] - 0.7).max() > 0.1 and (out[far_below] == 0.7).all()
+    np.testing.assert_array_equal(out[scalp_faces], texture.colours(points[scalp_faces]))
+    uneven = weight[neck_faces & behind & (points[:, 1] < border) & (points[:, 1] > border - NAPE_FADE_M)]
+    assert np.ptp(uneven) > 0.3

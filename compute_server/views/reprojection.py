@@ -15,7 +15,7 @@ from shared.camera import Camera
 
 from .masks import novel_view_loss_mask, photo_hull
 from .records import TrainingView
-from .scalp_texture import ScalpTexture
+from .scalp_texture import ScalpTexture, textured_colours
 from .shading import Shading, mirrored_normals
 from .surface import SurfaceView, bilinear_sample, render_surface, visible_in
 from .vertex_colors import VertexColors
@@ -36,14 +36,15 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
                      target_camera: Camera, head_params: dict, weight: float, name: str = "",
                      use_mirror: bool = True, scalp_texture: ScalpTexture | None = None,
                      scalp_faces: np.ndarray | None = None, shading: Shading | None = None,
-                     relit_faces: np.ndarray | None = None) -> TrainingView:
+                     relit_faces: np.ndarray | None = None, nape_faces: np.ndarray | None = None) -> TrainingView:
     """Paint the posed mesh (V, 3) as seen by ``target_camera`` from the source photo.
 
     The mesh must be posed as in the photo (the same vertices the source_surface was
     rendered from). Returns a TrainingView whose mask and loss_mask are the mesh's
     coverage in the target view and whose ``known`` marks photo-derived pixels. With a
     ``scalp_texture`` and ``scalp_faces`` (F,) bool, scalp the photo cannot see gets that
-    texture instead of the smooth vertex colours. With the photo's ``shading`` and
+    texture instead of the smooth vertex colours (and ``nape_faces`` (F,) bool its fade
+    below the scalp's border at the back, ``scalp_texture.textured_colours``). With the photo's ``shading`` and
     ``relit_faces`` (F,) bool, colours copied from the mirror side onto those faces are
     relit (see ``views.shading``).
     """
@@ -54,10 +55,8 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
     ys, xs = np.nonzero(target.mask)
     pts = target.points[ys, xs]
     nrm = target.normals_world[ys, xs]
-    filled = target.attrs[ys, xs]
-    if scalp_texture is not None and scalp_faces is not None:
-        on_scalp = scalp_faces[target.face_ids[ys, xs]]
-        filled[on_scalp] = scalp_texture.colours(pts[on_scalp])
+    filled = textured_colours(scalp_texture, pts, target.face_ids[ys, xs], target.attrs[ys, xs], scalp_faces,
+                              nape_faces)
     colors_out = filled.copy()
     matte = _trusted_matte(source_matte)
     direct, px = visible_in(pts, nrm, source_camera, source_surface, min_facing=MIN_FACING)

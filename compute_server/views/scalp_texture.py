@@ -14,6 +14,10 @@ texture synthesis on the surface):
 
 The texture is a function of the surface point alone, so every novel view (and the views
 on either side of a seam) gets the same colour for the same point: no ghosts, no seams.
+
+At the back, hair does not stop on the mesh's scalp border in a straight line: below it,
+over the nape, the texture fades into the neck's own colour over a few centimetres, by an
+uneven amount along the border (``hairline_fade``), so the back does not read as a cap.
 A bald head or a hat is copied just the same: the texture is whatever the photo shows on
 the scalp, never an assumed hair colour.
 """
@@ -35,6 +39,8 @@ BLEND_BAND = 0.25          # fraction of a cell over which neighbouring cells cr
 MIN_SOURCE_FACING = 0.5    # cosine: copy only hair the photo sees well, not at grazing angles
 MIN_SOURCE_PIXELS = 64     # fewer usable hair pixels than this: no texture (smooth fill stays)
 MIN_HAIR_FRACTION = 0.25   # of the seen scalp unlike the skin, for the texture to copy only that part
+NAPE_FADE_M = 0.03         # how far below the scalp's border at the back the hair fades out
+HAIRLINE_BINS = 48         # longitude bins of the scalp's lower border
 
 
 @dataclass
@@ -53,6 +59,7 @@ class ScalpTexture:
     pixels_per_m: np.ndarray
     image: np.ndarray
     seed: int = 0
+    hairline: np.ndarray | None = None   # (K, 2) longitude (radians), height (metres) of the scalp's border
 
     def chart(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) head-space points -> (N, 2) chart coordinates in metres: (along the
@@ -90,6 +97,24 @@ class ScalpTexture:
                 out += w[:, None] * bilinear_sample(self.image, px)
         return np.clip(out, 0.0, 1.0)
 
+    def hairline_fade(self, points: np.ndarray) -> np.ndarray:
+        """(N,) weight in [0, 1] of the hair texture at head-space points (N, 3) below the
+        scalp's border: 1 at the border, 0 a few centimetres under it (``NAPE_FADE_M``,
+        longer or shorter along the border so the hairline is uneven), and only at the back
+        (fading out between 60 and 100 degrees from straight behind)."""
+        if self.hairline is None or len(self.hairline) < 2:
+            return np.zeros(len(points))
+        d = points - self.centre
+        longitude = np.arctan2(d[:, 0], -d[:, 2])
+        order = np.argsort(self.hairline[:, 0])
+        border = np.interp(longitude, self.hairline[order, 0], self.hairline[order, 1], period=2 * np.pi)
+        below = border - points[:, 1]
+        length = NAPE_FADE_M * (1.0 + 0.35 * np.sin(23.0 * longitude + self.seed) + 0.25 * np.sin(41.0 * longitude + 1.3))
+        t = np.clip(1.0 - below / length, 0.0, 1.0)
+        back = np.clip((np.cos(longitude) - np.cos(np.radians(100.0))) /
+                       (np.cos(np.radians(60.0)) - np.cos(np.radians(100.0))), 0.0, 1.0)
+        return t * t * (3 - 2 * t) * back
+
     def _source_of(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Deterministic pseudo-random choices per cell (N, 2): a source index (N,) and a
         horizontal flip (N,) of +-1."""
@@ -100,6 +125,25 @@ class ScalpTexture:
         return h % len(self.sources_px), np.where((h >> 7) & 1, -1.0, 1.0)
 
 
+def textured_colours(texture: ScalpTexture | None, points: np.ndarray, face_ids: np.ndarray, fill: np.ndarray,
+                     scalp_faces: np.ndarray | None, nape_faces: np.ndarray | None) -> np.ndarray:
+    """(N, 3) colours of surface points (N, 3) on faces (N,) that the photo cannot see:
+    ``fill`` (N, 3) (the completed colours), the hair texture on ``scalp_faces`` (F,) bool,
+    and on ``nape_faces`` (F,) bool the texture faded into the fill below the scalp's
+    border at the back. The one rule every novel view and the Gaussians' start share."""
+    out = np.array(fill, dtype=np.float64, copy=True)
+    if texture is None or scalp_faces is None:
+        return out
+    on_scalp = scalp_faces[face_ids]
+    out[on_scalp] = texture.colours(points[on_scalp])
+    if nape_faces is not None:
+        on_nape = nape_faces[face_ids] & ~on_scalp
+        weight = texture.hairline_fade(points[on_nape])[:, None]
+        if (weight > 0).any():
+            out[on_nape] = weight * texture.colours(points[on_nape]) + (1 - weight) * out[on_nape]
+    return out
+
+
 def _cross_fade(frac: np.ndarray) -> np.ndarray:
     """Weight of the next cell for a fractional position (N,) between two cell centres:
     0 or 1 except over a band of ``BLEND_BAND`` around the border, smooth inside it."""
@@ -108,7 +152,8 @@ def _cross_fade(frac: np.ndarray) -> np.ndarray:
 
 
 def scalp_texture(image: np.ndarray, matte: np.ndarray, camera: Camera, surface: SurfaceView, faces_region: np.ndarray,
-                  scalp_region: int, centre: np.ndarray, radius_m: float, seed: int = 0) -> ScalpTexture | None:
+                  scalp_region: int, centre: np.ndarray, radius_m: float, seed: int = 0,
+                  hairline: np.ndarray | None = None) -> ScalpTexture | None:
     """The texture of the scalp seen in a photo, or None where the photo shows too little.
 
     image: (H, W, 3) the photo crop; matte: (H, W) its (trusted) foreground; camera and
@@ -131,7 +176,7 @@ def scalp_texture(image: np.ndarray, matte: np.ndarray, camera: Camera, surface:
             return ScalpTexture(centre=np.asarray(centre, np.float64), radius_m=float(radius_m), cell_m=cell_m,
                                 sources_px=np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float64),
                                 pixels_per_m=pixels_per_m[ys, xs].astype(np.float64),
-                                image=np.asarray(image, np.float32), seed=seed)
+                                image=np.asarray(image, np.float32), seed=seed, hairline=hairline)
         cell_m *= 0.7
     return None
 
@@ -184,4 +229,23 @@ def photo_scalp_texture(image: np.ndarray, matte: np.ndarray, camera: Camera, su
         return None
     scalp = region_names.index("scalp")
     centre, radius = fit_sphere(vertices[np.unique(faces[face_region == scalp])])
-    return scalp_texture(image, matte, camera, surface, face_region, scalp, centre, radius, seed=seed)
+    neck = region_names.index("neck") if "neck" in region_names else None
+    return scalp_texture(image, matte, camera, surface, face_region, scalp, centre, radius, seed=seed,
+                         hairline=scalp_border(vertices, faces, face_region, scalp, neck, centre))
+
+
+def scalp_border(vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarray, scalp: int, neck: int | None,
+                 centre: np.ndarray) -> np.ndarray | None:
+    """(K, 2) longitude (radians, 0 straight behind) and height (metres) of the border
+    between the scalp and the neck, the lowest border vertex per longitude bin; None for a
+    model whose scalp does not meet a neck region."""
+    if neck is None:
+        return None
+    border = np.intersect1d(np.unique(faces[face_region == scalp]), np.unique(faces[face_region == neck]))
+    if len(border) < 2:
+        return None
+    d = vertices[border] - centre
+    longitude = np.arctan2(d[:, 0], -d[:, 2])
+    bins = np.floor((longitude + np.pi) / (2 * np.pi) * HAIRLINE_BINS).astype(np.int64)
+    rows = [(longitude[bins == b].mean(), vertices[border[bins == b], 1].min()) for b in np.unique(bins)]
+    return np.asarray(rows, np.float64)

@@ -20,7 +20,7 @@ from shared.camera import Camera
 
 from .reprojection import reprojected_view
 from .records import TrainingView
-from .scalp_texture import ScalpTexture, photo_scalp_texture
+from .scalp_texture import ScalpTexture, photo_scalp_texture, textured_colours
 from .shading import Shading, photo_shading, relit_faces
 from .surface import SurfaceView, render_surface
 from .vertex_colors import VertexColors, complete_vertex_colors
@@ -67,13 +67,16 @@ class SynthesisInput:
     def surface_colours(self, points: np.ndarray, face_ids: np.ndarray, bary: np.ndarray) -> np.ndarray:
         """(N, 3) the colours the novel views give surface points (N, 3) on faces (N,) at
         barycentrics (N, 3) where the photo cannot see them: the completed vertex colours,
-        the scalp's hair texture on the scalp (``training.init``'s fill)."""
+        the scalp's hair texture on the scalp and fading out over the nape
+        (``training.init``'s fill)."""
         colours = np.einsum("nk,nkc->nc", bary, self.vertex_colors.colors[self.faces[face_ids]])
-        scalp = self.scalp_faces()
-        if self.scalp_texture is not None and scalp is not None:
-            on_scalp = scalp[face_ids]
-            colours[on_scalp] = self.scalp_texture.colours(points[on_scalp])
-        return colours
+        return textured_colours(self.scalp_texture, points, face_ids, colours, self.scalp_faces(), self.nape_faces())
+
+    def nape_faces(self) -> np.ndarray | None:
+        """(F,) bool: the neck's faces, where the hair texture fades out below the scalp."""
+        if "neck" not in self.region_names:
+            return None
+        return self.face_region == self.region_names.index("neck")
 
     def reprojected(self, camera: Camera, head_params: dict, weight: float, name: str = "") -> TrainingView:
         """The no-diffusion view of this head from ``camera`` (the photo reprojected, its
@@ -83,6 +86,7 @@ class SynthesisInput:
                                 source_matte=self.matte, source_camera=self.camera, source_surface=self.surface,
                                 target_camera=camera, head_params=head_params, weight=weight, name=name,
                                 scalp_texture=self.scalp_texture, scalp_faces=self.scalp_faces(),
+                                nape_faces=self.nape_faces(),
                                 shading=self.shading, relit_faces=relit_faces(self.face_region, self.region_names))
 
 
