@@ -57,8 +57,7 @@ def turntable_coverage(avatar, *, views: int = 36, size: int = 256, elevation_de
     and compare its alpha with the posed mesh's silhouette (see the module docstring).
     photo_silhouette: (camera, (H, W) alpha) of the photo; pixels outside its visual hull
     are not counted."""
-    from compute_server.views.masks import photo_hull
-    from compute_server.views.reprojection import head_depth
+    from compute_server.views.masks import head_depth, photo_hull
 
     head_model = avatar.head_model
     params = HeadParams.zeros(head_model, 1, device=avatar.shape.device)

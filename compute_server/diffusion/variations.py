@@ -19,8 +19,7 @@ import torch
 from shared.camera import Camera
 
 from ..render.normal_maps import vertex_normals
-from ..views.masks import novel_view_loss_mask, photo_hull
-from ..views.reprojection import head_depth
+from ..views.masks import head_depth, novel_view_masks
 from ..views.records import TrainingView
 from ..views.surface import SurfaceView, render_surface, visible_in
 from ..views.synthesis import SynthesisInput
@@ -130,17 +129,11 @@ def reprojected_variant_view(inp: SynthesisInput, target: ViewTarget, weight: fl
     image = np.zeros((h, w, 3), np.float32)
     known = np.zeros((h, w), np.float32)
     # the same visual hull as the baseline's, by each pixel's point on the photo-pose mesh
-    rays = points - camera.position[None]
-    rays /= np.maximum(np.linalg.norm(rays, axis=1, keepdims=True), 1e-12)
-    hull = photo_hull(points, rays, head_depth(inp.vertices), inp.camera, inp.matte)
+    mask, loss_mask, hull = novel_view_masks(posed.mask, ys, xs, points, camera, inp.camera, inp.matte,
+                                             head_depth(inp.vertices))
     colours[hull.no_head] = 0.0
     image[ys, xs] = colours
     known[ys, xs] = np.where(seen & ~hull.entry_outside, base.known[iy, ix], 0.0)
-    mask = posed.mask.astype(np.float32)
-    mask[ys[hull.no_head], xs[hull.no_head]] = 0.0
-    loss_mask = novel_view_loss_mask(posed.mask)
-    deeper = hull.entry_outside & ~hull.no_head
-    loss_mask[ys[deeper], xs[deeper]] = 0.0
     return TrainingView(image=image, mask=mask, camera=camera, head_params=target.head_params, weight=weight,
                         loss_mask=loss_mask, normals=posed.normals_camera.astype(np.float32),
                         known=known, kind="reprojected", name=target.name,

@@ -115,3 +115,26 @@ def photo_hull(entry_points: np.ndarray, ray_dirs: np.ndarray, depth_m: float, p
             no_head &= inside
             entry_outside = inside & ~on_head
     return PhotoHull(entry_outside=entry_outside, no_head=no_head)
+
+
+def head_depth(vertices: np.ndarray) -> float:
+    """How far a ray can travel inside the head: the mesh's largest extent (V, 3)."""
+    return float(np.max(np.ptp(np.asarray(vertices), axis=0)))
+
+
+def novel_view_masks(mesh_mask: np.ndarray, ys: np.ndarray, xs: np.ndarray, points: np.ndarray, view_camera: Camera,
+                     photo_camera: Camera, photo_matte: np.ndarray, depth_m: float) -> tuple:
+    """(mask, loss_mask, hull) of a novel view painted on the mesh: the mesh's coverage
+    ``mesh_mask`` (H, W) bool less the rays that meet no head by the photo's silhouette
+    (trained transparent), and a loss mask that leaves out the hair band and the rays that
+    enter the mesh outside the silhouette but meet the head deeper (``photo_hull``).
+    ys, xs: (N,) the mesh's pixels; points: (N, 3) where their rays meet it, head space."""
+    rays = points - view_camera.position[None]
+    rays /= np.maximum(np.linalg.norm(rays, axis=1, keepdims=True), 1e-12)
+    hull = photo_hull(points, rays, depth_m, photo_camera, photo_matte)
+    mask = mesh_mask.astype(np.float32)
+    mask[ys[hull.no_head], xs[hull.no_head]] = 0.0
+    loss_mask = novel_view_loss_mask(mesh_mask)
+    deeper = hull.entry_outside & ~hull.no_head
+    loss_mask[ys[deeper], xs[deeper]] = 0.0
+    return mask, loss_mask, hull

@@ -13,7 +13,7 @@ import numpy as np
 
 from shared.camera import Camera
 
-from .masks import novel_view_loss_mask, photo_hull
+from .masks import head_depth, novel_view_masks
 from .records import TrainingView
 from .scalp_texture import ScalpTexture, textured_colours
 from .shading import Shading, mirrored_normals
@@ -41,12 +41,13 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
 
     The mesh must be posed as in the photo (the same vertices the source_surface was
     rendered from). Returns a TrainingView whose mask and loss_mask are the mesh's
-    coverage in the target view and whose ``known`` marks photo-derived pixels. With a
+    coverage in the target view judged by the photo's silhouette
+    (``masks.novel_view_masks``) and whose ``known`` marks photo-derived pixels. With a
     ``scalp_texture`` and ``scalp_faces`` (F,) bool, scalp the photo cannot see gets that
     texture instead of the smooth vertex colours (and ``nape_faces`` (F,) bool its fade
-    below the scalp's border at the back, ``scalp_texture.textured_colours``). With the photo's ``shading`` and
-    ``relit_faces`` (F,) bool, colours copied from the mirror side onto those faces are
-    relit (see ``views.shading``).
+    below the scalp's border at the back, ``scalp_texture.textured_colours``). With the
+    photo's ``shading`` and ``relit_faces`` (F,) bool, colours copied from the mirror side
+    onto those faces are relit (see ``views.shading``).
     """
     target = render_surface(vertices, faces, [target_camera], vertex_attrs=colors.colors)[0]
     h, w = target.mask.shape
@@ -78,27 +79,15 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
         from_photo = direct | mirrored
     else:
         from_photo = direct
-    # mesh outside the photo's silhouette cone is not head here either: transparent, still supervised
-    rays = pts - target_camera.position[None]
-    rays /= np.maximum(np.linalg.norm(rays, axis=1, keepdims=True), 1e-12)
-    hull = photo_hull(pts, rays, head_depth(vertices), source_camera, source_matte)
+    mask, loss_mask, hull = novel_view_masks(target.mask, ys, xs, pts, target_camera, source_camera, source_matte,
+                                             head_depth(vertices))
     colors_out[hull.no_head] = 0.0
     image[ys, xs] = colors_out
     known[ys, xs] = from_photo & ~hull.entry_outside
-    mask = target.mask.astype(np.float32)
-    mask[ys[hull.no_head], xs[hull.no_head]] = 0.0
-    loss_mask = novel_view_loss_mask(target.mask)
-    deeper = hull.entry_outside & ~hull.no_head
-    loss_mask[ys[deeper], xs[deeper]] = 0.0
     return TrainingView(image=image, mask=mask, camera=target_camera, head_params=head_params, weight=weight,
                         loss_mask=loss_mask, normals=target.normals_camera.astype(np.float32), known=known,
                         kind="reprojected", name=name,
                         meta={"known_fraction": float(known.sum() / max(mask.sum(), 1.0))})
-
-
-def head_depth(vertices: np.ndarray) -> float:
-    """How far a ray can travel inside the head: the mesh's largest extent."""
-    return float(np.max(np.ptp(np.asarray(vertices), axis=0)))
 
 
 def _blend_by_facing(photo_rgb: np.ndarray, fill_rgb: np.ndarray, points: np.ndarray, normals: np.ndarray,
