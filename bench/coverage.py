@@ -7,7 +7,7 @@ the avatar's alpha is below 0.5. An avatar must have none at any yaw: a white sp
 the ear at 90 degrees is what an animator sees first when the head turns.
 
 One part of the mesh is meant to be clear: where a view's ray through the mesh never
-enters the photo's silhouette cone (``views.masks.photo_hull``: the average skull
+enters the photo's silhouette cone (``views.masks.novel_view_masks``: the average skull
 is taller than a flat or close-cropped head). Given the photo's silhouette (what the avatar
 kept of it: the preview's alpha at the portrait camera, ``stored_photo_silhouette``), those
 pixels are found with the same rule and are not counted.
@@ -57,7 +57,7 @@ def turntable_coverage(avatar, *, views: int = 36, size: int = 256, elevation_de
     and compare its alpha with the posed mesh's silhouette (see the module docstring).
     photo_silhouette: (camera, (H, W) alpha) of the photo; pixels outside its visual hull
     are not counted."""
-    from compute_server.views.masks import head_depth, photo_hull
+    from compute_server.views.masks import head_depth, novel_view_masks
 
     head_model = avatar.head_model
     params = HeadParams.zeros(head_model, 1, device=avatar.shape.device)
@@ -80,10 +80,8 @@ def turntable_coverage(avatar, *, views: int = 36, size: int = 256, elevation_de
             bary = raster.bary[0].cpu().numpy()[ys, xs]
             verts = vertices.cpu().numpy().astype(np.float64)
             points = np.einsum("nk,nkc->nc", bary, verts[head_model.faces.cpu().numpy()[ids]])
-            rays = points - camera.position[None]
-            rays /= np.maximum(np.linalg.norm(rays, axis=1, keepdims=True), 1e-12)
-            clear = photo_hull(points, rays, head_depth(verts), *photo_silhouette).no_head
-            mesh[ys[clear], xs[clear]] = False
+            head, _, _ = novel_view_masks(mesh, ys, xs, points, camera, *photo_silhouette, head_depth(verts))
+            mesh = head > 0.5
         inside = ndimage.binary_erosion(mesh, iterations=EDGE_PX)
         holes = inside & (alpha < 0.5)
         report.mesh_pixels.append(int(inside.sum()))

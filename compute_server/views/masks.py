@@ -36,8 +36,8 @@ from scipy import ndimage
 from shared.camera import Camera
 
 HAIR_MARGIN_FRACTION = 0.09   # of the image size: how far hair may stand off the mesh silhouette
-SILHOUETTE_TOLERANCE_FRACTION = 0.01   # of the photo's size: the matte is grown this much before
-                                       # carving, so a fit a pixel or two off never cuts the head
+SILHOUETTE_TOLERANCE_FRACTION = 0.01   # of the photo's size: the matte is grown this much before the
+                                       # hull test, so a fit a pixel or two off never clears the head
 HULL_SAMPLES = 12                      # points tested along each ray through the mesh
 
 

@@ -59,14 +59,14 @@ class ScalpTexture:
     pixels_per_m: np.ndarray
     image: np.ndarray
     seed: int = 0
-    hairline: np.ndarray | None = None   # (K, 2) longitude (radians), height (metres) of the scalp's border
+    hairline: np.ndarray | None = None   # (K, 2) longitude (radians, increasing), height (m) of the scalp's border
 
     def chart(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) head-space points -> (N, 2) chart coordinates in metres: (along the
         latitude, up along the longitude). Longitude 0 is straight behind the head, so the
         chart's one cut (longitude +-180 degrees) runs down the face, which the photo sees."""
         d = points - self.centre
-        longitude = np.arctan2(d[:, 0], -d[:, 2])
+        longitude = longitude_behind(points, self.centre)
         latitude = np.arctan2(d[:, 1], np.hypot(d[:, 0], d[:, 2]))
         return np.stack([longitude * self.radius_m, latitude * self.radius_m], axis=1)
 
@@ -104,10 +104,8 @@ class ScalpTexture:
         (fading out between 60 and 100 degrees from straight behind)."""
         if self.hairline is None or len(self.hairline) < 2:
             return np.zeros(len(points))
-        d = points - self.centre
-        longitude = np.arctan2(d[:, 0], -d[:, 2])
-        order = np.argsort(self.hairline[:, 0])
-        border = np.interp(longitude, self.hairline[order, 0], self.hairline[order, 1], period=2 * np.pi)
+        longitude = longitude_behind(points, self.centre)
+        border = np.interp(longitude, self.hairline[:, 0], self.hairline[:, 1], period=2 * np.pi)
         below = border - points[:, 1]
         length = NAPE_FADE_M * (1.0 + 0.35 * np.sin(23.0 * longitude + self.seed) + 0.25 * np.sin(41.0 * longitude + 1.3))
         t = np.clip(1.0 - below / length, 0.0, 1.0)
@@ -138,10 +136,18 @@ def textured_colours(texture: ScalpTexture | None, points: np.ndarray, face_ids:
     out[on_scalp] = texture.colours(points[on_scalp])
     if nape_faces is not None:
         on_nape = nape_faces[face_ids] & ~on_scalp
-        weight = texture.hairline_fade(points[on_nape])[:, None]
-        if (weight > 0).any():
-            out[on_nape] = weight * texture.colours(points[on_nape]) + (1 - weight) * out[on_nape]
+        rows = np.flatnonzero(on_nape)
+        weight = texture.hairline_fade(points[rows])
+        rows, weight = rows[weight > 0], weight[weight > 0, None]
+        out[rows] = weight * texture.colours(points[rows]) + (1 - weight) * out[rows]
     return out
+
+
+def longitude_behind(points: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """(N,) longitude in radians of head-space points (N, 3) around ``centre``: 0 straight
+    behind the head, +-pi straight ahead (the chart's cut runs down the face)."""
+    d = points - centre
+    return np.arctan2(d[:, 0], -d[:, 2])
 
 
 def _cross_fade(frac: np.ndarray) -> np.ndarray:
@@ -244,8 +250,7 @@ def scalp_border(vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarra
     border = np.intersect1d(np.unique(faces[face_region == scalp]), np.unique(faces[face_region == neck]))
     if len(border) < 2:
         return None
-    d = vertices[border] - centre
-    longitude = np.arctan2(d[:, 0], -d[:, 2])
+    longitude = longitude_behind(vertices[border], centre)
     bins = np.floor((longitude + np.pi) / (2 * np.pi) * HAIRLINE_BINS).astype(np.int64)
     rows = [(longitude[bins == b].mean(), vertices[border[bins == b], 1].min()) for b in np.unique(bins)]
     return np.asarray(rows, np.float64)
