@@ -14,21 +14,18 @@ single-photo path: the user gives the front photo first.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from ..head.model import HeadParams
 from ..views.masks import head_region
 from ..views.records import TrainingView
 from ..views.surface import SurfaceView, render_surface
+from . import previews
 from .video_avatar import ClipFrames
 
 
-@torch.no_grad()
 def posed_vertices(head_model, params: dict) -> np.ndarray:
-    """The head mesh's vertices (V, 3), float64, for one set of canonical head parameters."""
-    device = head_model.faces.device
-    hp = HeadParams.from_numpy({k: np.asarray(v, dtype=np.float32)[None] for k, v in params.items()}, device=device)
-    return head_model(hp).vertices[0].cpu().numpy().astype(np.float64)
+    """The head mesh's vertices (V, 3) as float64 numpy, for one set of canonical head
+    parameters (``previews.posed_vertices``, which renders with them, in the views' dtype)."""
+    return previews.posed_vertices(head_model, params).cpu().numpy().astype(np.float64)
 
 
 def photo_view(head_model, portrait, fit, index: int) -> tuple[TrainingView, np.ndarray, SurfaceView]:
