@@ -62,9 +62,9 @@ def turntable_coverage(avatar, *, views: int = 36, size: int = 256, elevation_de
     head_model = avatar.head_model
     params = HeadParams.zeros(head_model, 1, device=avatar.shape.device)
     params.shape = avatar.shape
-    vertices = head_model(params).vertices[0] + avatar.static_offset
+    vertices = head_model(params).vertices[0]
     reference = avatar.portrait_camera.reframed(size, size)
-    centre = head_centre((vertices - avatar.static_offset).cpu().numpy())
+    centre = head_centre(vertices.cpu().numpy())
     yaws = [360.0 * i / views for i in range(views)]
     report = CoverageReport(yaws, [], [], [], np.zeros((size, size), bool))
     worst = -1

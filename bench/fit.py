@@ -14,7 +14,6 @@ Prints one table per photo and a summary; ``--figure PATH`` saves the renders as
 from __future__ import annotations
 
 import argparse
-import glob
 import io
 import tempfile
 import time

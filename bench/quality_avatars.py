@@ -78,13 +78,14 @@ class CreatedAvatar:
         from compute_server.pipeline.head_models import HeadModelCatalog
 
         head_model = HeadModelCatalog([]).load(self.metadata["head_model"]["name"], torch.device("cpu"))
+        head_model = head_model.with_static_offset(np.asarray(self.rig["static_offset"], np.float32))
         params = HeadParams.zeros(head_model, 1)
         params.shape = torch.as_tensor(np.asarray(self.rig["shape"], np.float32)[None])
         for key, value in self.frame_params(1, index).items():
             setattr(params, key, torch.as_tensor(value))
         with torch.no_grad():
             vertices = head_model(params).vertices[0].numpy()
-        return vertices.astype(np.float64) + np.asarray(self.rig["static_offset"], np.float64)
+        return vertices.astype(np.float64)
 
     def region_vertex_mask(self, regions: tuple[str, ...]) -> np.ndarray:
         """(V,) bool: vertices of faces in the named head-model regions."""

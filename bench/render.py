@@ -53,7 +53,7 @@ def raster_seconds(avatar, camera: Camera, device: torch.device, repeats: int) -
     hp.jaw_pose[0, 0] = 0.1
 
     def pose_and_render():
-        vertices = head_model(hp).vertices[0] + avatar.static_offset
+        vertices = head_model(hp).vertices[0]
         render_avatar(avatar.splats, vertices, head_model.faces, viewmats, Ks, camera.width, camera.height)
 
     with torch.no_grad():

@@ -67,6 +67,15 @@ def test_create_publishes_a_complete_avatar(client, created):
     assert len(meta["head_model"]["expression_names"]) == meta["head_model"]["n_expr"]
     assert decode_png(avatar["files"]["preview.png"]).shape == (96, 96, 4)
     assert result["metrics"]["input_psnr_db"] > 10
+    # the hair shell: the scalp fitted to the photo's outline, in the rig's rest surface,
+    # the face where the photo fitted it
+    from compute_server.head.model import load_head_model
+
+    base = load_head_model().rig_export(np.array(rig["shape"]))
+    offset = np.array(rig["static_offset"])
+    np.testing.assert_allclose(np.array(rig["rest_vertices"]) - offset, base["rest_vertices"], atol=1e-6)
+    face = np.unique(base["faces"][base["face_region"] == base["region_names"].index("face")])
+    assert np.abs(offset).max() > 1e-3 and not offset[face].any()
 
 
 def test_same_seed_gives_the_same_avatar(client, created):
@@ -244,13 +253,13 @@ def test_an_opened_mouth_shows_a_dark_cavity_not_skin_or_lips(client, created):
     _, _, frames = _render(client, avatar_id, params=params, camera_preset="portrait", size=[size, size])
     rgb = decode_png(frames[0]["frame"]["data"])[..., :3].astype(float) / 255.0
 
-    model = load_head_model()
+    model = load_head_model().with_static_offset(np.array(rig["static_offset"]))
     hp = HeadParams.zeros(model, 1)
     hp.shape = torch.as_tensor(np.array(rig["shape"]), dtype=torch.float32)[None]
     for key, value in params.items():
         setattr(hp, key, torch.as_tensor(value))
     with torch.no_grad():
-        vertices = (model(hp).vertices[0] + torch.as_tensor(np.array(rig["static_offset"]))).numpy()
+        vertices = model(hp).vertices[0].numpy()
     camera = Camera.from_wire(avatar["metadata"]["portrait_camera"]).reframed(size, size)
     surface = render_surface(vertices, model.faces.numpy(), [camera])[0]
     region = np.where(surface.mask, model.face_region.numpy()[np.maximum(surface.face_ids, 0)], -1)

@@ -280,3 +280,33 @@ def test_the_hull_rule_leaves_alone_what_the_photo_frame_cuts_off(scene):
     assert cleared[~off_frame].all() and not cleared[off_frame].any()
     matte[-1, :] = 1.0                                   # rays going down meet the photo's head at the bottom
     assert not photo_hull(points, -normals, 0.5, shifted, matte).no_head[~off_frame].all()
+    # a crop padded beyond the photo's frame: the padding is beyond the frame as well
+    valid = np.ones_like(matte)
+    top_rows = int(np.quantile(px[:, 1], 0.3))
+    padded = photo_cam.project(points)[:, 1] < top_rows
+    valid[:top_rows] = 0.0
+    matte[:] = 0.0
+    cleared = photo_hull(points, normals, 0.2, photo_cam, matte, photo_valid=valid).no_head
+    assert padded.sum() > 100 and not cleared[padded].any() and cleared[~padded].mean() > 0.9
+
+
+def test_a_photo_says_nothing_beyond_its_frame(scene):
+    """A tight photo's crop is padded beyond the photo's frame: the photo view asks for the
+    head (alpha 1) nowhere there and for background nowhere there either, so the crown or
+    neck the frame cuts off is not trained transparent (seen as holes from every side)."""
+    from types import SimpleNamespace
+
+    from compute_server.pipeline.photo_frames import photo_view
+
+    m, camera = scene["model"], scene["camera"]
+    valid = np.ones((camera.height, camera.width), np.float32)
+    valid[:30] = 0.0                                               # above the photo's top border
+    portrait = SimpleNamespace(image=scene["photo"], matte=scene["matte"], valid=valid, name="tight.jpg")
+    params = {k: v[0] for k, v in HeadParams.zeros(m).to_numpy().items()}
+    fit = SimpleNamespace(head_params=lambda i: params, images=[SimpleNamespace(camera=camera)])
+    view, _, surface = photo_view(m, portrait, fit, 0)
+    assert surface.mask[:30].any()                                 # the mesh reaches beyond the frame
+    assert (view.loss_mask[:30] == 0).all() and (view.loss_mask[30:] == 1).all()
+    assert (view.mask[:30] == 0).all()
+    portrait.valid = np.ones_like(valid)
+    assert photo_view(m, portrait, fit, 0)[0].loss_mask is None

@@ -23,6 +23,7 @@ import torch
 
 from compute_server.errors import JobCancelled, UserError
 from compute_server.pipeline import render_frames
+from compute_server.pipeline.avatar_files import avatar_head_model
 from compute_server.pipeline.frame_encoding import FORMATS
 from shared.camera import Camera
 
@@ -50,7 +51,7 @@ def shot_cameras(store, req, catalog) -> list[Camera]:
         camera = metadata.get("portrait_camera")
         avatar = SimpleNamespace(
             portrait_camera=Camera.from_wire(camera) if camera else None,
-            head_model=catalog.load(metadata.get("head_model", {}).get("name", "builtin"), torch.device("cpu")),
+            head_model=avatar_head_model(catalog, metadata, arrays["rig"], torch.device("cpu")),
             shape=torch.as_tensor(np.array(arrays["rig"]["shape"]), dtype=torch.float32)[None])
     return render_frames._cameras(req, avatar)
 

@@ -130,7 +130,7 @@ def reprojected_variant_view(inp: SynthesisInput, target: ViewTarget, weight: fl
     known = np.zeros((h, w), np.float32)
     # the same visual hull as the baseline's, by each pixel's point on the photo-pose mesh
     mask, loss_mask, hull = novel_view_masks(posed.mask, ys, xs, points, camera, inp.camera, inp.matte,
-                                             head_depth(inp.vertices))
+                                             head_depth(inp.vertices), photo_valid=inp.valid)
     colours[hull.no_head] = 0.0
     image[ys, xs] = colours
     known[ys, xs] = np.where(seen & ~hull.entry_outside, base.known[iy, ix], 0.0)

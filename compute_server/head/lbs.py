@@ -105,6 +105,7 @@ def lbs(
     parents: Tensor,
     lbs_weights: Tensor,
     translation: Tensor | None = None,
+    static_offset: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """FLAME/SMPL linear blend skinning with shape, expression and pose correctives.
 
@@ -112,7 +113,9 @@ def lbs(
     (root = global rotation first); v_template: (V, 3) metres; shapedirs: (V, 3, S);
     exprdirs: (V, 3, E); posedirs: (P, V*3) with P = (J-1)*9 (FLAME/smplx layout, the
     transpose of the file's (V*3, P)); J_regressor: (J, V); parents: (J,) long;
-    lbs_weights: (V, J); translation: (B, 3) metres or None.
+    lbs_weights: (V, J); translation: (B, 3) metres or None; static_offset: (V, 3) metres or
+    None, added to the rest vertices after the joints are regressed (an identity's own
+    geometry, such as a hair shell, moves the surface and never the skeleton).
 
     Returns posed vertices (B, V, 3) and posed joints (B, J, 3), both in head space with
     the translation applied.
@@ -123,6 +126,8 @@ def lbs(
         raise ValueError(f"full_pose must be (B, {n_joints * 3}), got {tuple(full_pose.shape)}")
     v_shaped = v_template[None] + blend_shapes(shape, shapedirs) + blend_shapes(expr, exprdirs)
     rest_joints = vertices_to_joints(J_regressor, v_shaped)
+    if static_offset is not None:
+        v_shaped = v_shaped + static_offset[None]
     return skin(v_shaped, rest_joints, full_pose, posedirs, parents, lbs_weights, translation)
 
 

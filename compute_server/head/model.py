@@ -13,6 +13,7 @@ right_eye. Head space: metres, +Y up, +Z out of the face, +X towards the subject
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -137,6 +138,9 @@ class HeadModel(torch.nn.Module):
         self.register_buffer("lmk_face_idx", i(data.lmk_face_idx))
         self.register_buffer("lmk_bary", f(data.lmk_bary))
         self.register_buffer("landmark_mp_index", i(data.landmark_mp_index))
+        # an identity's own surface beyond the model's shape space (a hair shell), added to
+        # the rest vertices after the joints are regressed: see ``with_static_offset``
+        self.register_buffer("static_offset", torch.zeros_like(self.v_template), persistent=False)
         self._register_landmark_subset()
 
     def _register_landmark_subset(self) -> None:
@@ -152,6 +156,7 @@ class HeadModel(torch.nn.Module):
         self.register_buffer("_lmk_vertices", subset, persistent=False)
         self.register_buffer("_lmk_corners", local.reshape(-1, 3), persistent=False)
         self.register_buffer("_sub_template", self.v_template[subset], persistent=False)
+        self.register_buffer("_sub_offset", self.static_offset[subset], persistent=False)
         self.register_buffer("_sub_shapedirs", self.shapedirs[subset], persistent=False)
         self.register_buffer("_sub_exprdirs", self.exprdirs[subset], persistent=False)
         posedirs = self.posedirs.reshape(self.posedirs.shape[0], -1, 3)[:, subset].reshape(self.posedirs.shape[0],
@@ -167,11 +172,30 @@ class HeadModel(torch.nn.Module):
     # ---- posing -------------------------------------------------------------------------
     def forward(self, params: HeadParams) -> HeadMesh:
         """Pose the model: HeadParams (batch B, see its docstring) -> HeadMesh (B, ...)."""
+        vertices, joints = self._pose(params, self.static_offset)
+        return HeadMesh(vertices=vertices, joints=joints, landmarks=self.landmarks_from_vertices(vertices))
+
+    def _pose(self, params: HeadParams, static_offset: Tensor) -> tuple[Tensor, Tensor]:
         p = self._broadcast(params)
         full_pose = torch.cat([p.rotation, p.neck_pose, p.jaw_pose, p.eyes_pose], dim=1)
-        vertices, joints = lbs(p.shape, p.expr, full_pose, self.v_template, self.shapedirs, self.exprdirs,
-                               self.posedirs, self.J_regressor, self.parents, self.lbs_weights, p.translation)
-        return HeadMesh(vertices=vertices, joints=joints, landmarks=self.landmarks_from_vertices(vertices))
+        return lbs(p.shape, p.expr, full_pose, self.v_template, self.shapedirs, self.exprdirs, self.posedirs,
+                   self.J_regressor, self.parents, self.lbs_weights, p.translation, static_offset)
+
+    @torch.no_grad()
+    def rest_offset_for(self, params: HeadParams, posed_offset: Tensor) -> Tensor:
+        """The change of static offset (V, 3) that moves the mesh posed by ``params`` (one
+        frame) by ``posed_offset`` (V, 3). Skinning is linear in the rest surface and the
+        offset leaves the joints alone, so each vertex's offset is turned by its own blend
+        of joint rotations: three unit offsets measure it, and it is inverted per vertex."""
+        base = self._pose(params, self.static_offset)[0][0]
+        columns = []
+        for axis in range(3):
+            unit = torch.zeros_like(self.static_offset)
+            unit[:, axis] = 1.0
+            columns.append(self._pose(params, self.static_offset + unit)[0][0] - base)
+        blend = torch.stack(columns, dim=-1)                               # (V, 3, 3)
+        posed = torch.as_tensor(np.asarray(posed_offset), dtype=blend.dtype, device=blend.device)
+        return torch.linalg.solve(blend, posed[..., None])[..., 0]
 
     def pose_landmarks(self, params: HeadParams) -> tuple[Tensor, Tensor]:
         """Landmarks (B, L, 3) and posed joints (B, 5, 3) without posing the whole mesh.
@@ -185,14 +209,30 @@ class HeadModel(torch.nn.Module):
                     + blend_shapes(p.expr, self._sub_exprdirs))
         rest_joints = (self._J_template[None] + blend_shapes(p.shape, self._J_shapedirs)
                        + blend_shapes(p.expr, self._J_exprdirs))
-        vertices, joints = skin(v_shaped, rest_joints, full_pose, self._sub_posedirs, self.parents,
+        vertices, joints = skin(v_shaped + self._sub_offset[None], rest_joints, full_pose, self._sub_posedirs, self.parents,
                                 self._sub_weights, p.translation)
         corners = self._lmk_corners                                           # (L, 3)
         tri = vertices.index_select(1, corners.reshape(-1)).reshape(vertices.shape[0], *corners.shape, 3)
         return torch.einsum("blkc,lk->blc", tri, self.lmk_bary.to(vertices.dtype)), joints
 
+    def with_static_offset(self, offset) -> "HeadModel":
+        """A copy of this model whose rest surface is moved by ``offset`` (V, 3) metres (the
+        rig's ``static_offset``): posed, animated and exported with the head, while the joints
+        stay where the shape puts them, so a fitted pose means the same on both models."""
+        offset = torch.as_tensor(np.asarray(offset), dtype=self.v_template.dtype, device=self.v_template.device)
+        if offset.shape != self.v_template.shape:
+            raise ValueError(f"static offset must be {tuple(self.v_template.shape)}, got {tuple(offset.shape)}")
+        copy = deepcopy(self)
+        copy.static_offset = offset.clone()
+        copy._sub_offset = copy.static_offset[copy._lmk_vertices]
+        return copy
+
     def canonical_vertices(self, shape: Tensor, expr: Tensor) -> Tensor:
-        """Template + shape and expression blend shapes, unposed: (B, S), (B, E) -> (B, V, 3)."""
+        """Template + shape and expression blend shapes + the static offset, unposed:
+        (B, S), (B, E) -> (B, V, 3)."""
+        return self._blended(shape, expr) + self.static_offset[None]
+
+    def _blended(self, shape: Tensor, expr: Tensor) -> Tensor:
         shape, expr = self._check_coefficients(shape, expr)
         batch = max(shape.shape[0], expr.shape[0])
         return (self.v_template[None]
@@ -206,7 +246,7 @@ class HeadModel(torch.nn.Module):
     def rest_joints(self, shape: Tensor) -> Tensor:
         """Rest-pose joint positions (B, 5, 3) for shape coefficients (B, S) (no expression)."""
         zeros = torch.zeros(shape.shape[0], self.n_expr, dtype=shape.dtype, device=shape.device)
-        return vertices_to_joints(self.J_regressor, self.canonical_vertices(shape, zeros))
+        return vertices_to_joints(self.J_regressor, self._blended(shape, zeros))
 
     def _check_coefficients(self, shape: Tensor, expr: Tensor) -> tuple[Tensor, Tensor]:
         if shape.ndim != 2 or shape.shape[1] != self.n_shape:

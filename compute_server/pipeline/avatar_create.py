@@ -25,7 +25,7 @@ from ..views.sampling import fixed_ring, head_centre
 from ..views.shading import relit_faces
 from ..views.synthesis import ReprojectionSynthesizer, SynthesisInput, synthesis_input
 from .avatar_files import png_bytes, rig_arrays
-from .photo_frames import photo_view, posed_vertices
+from .photo_frames import photo_view, posed_vertices, with_hair_shell
 from .presets import PRESETS, preset as make_preset
 from .previews import contact_sheet, render_rgba
 
@@ -152,6 +152,7 @@ def run(ctx, req: AvatarRequest, services) -> dict:
         return train_on_frames(ctx, req, services, stages, preset, clip_settings(req.preset), head_model, frames,
                                unit="photos")
     stages.begin("views", "building training views")
+    head_model, _ = with_hair_shell(head_model, portraits[0], fit)
     views, synthesis = _training_views(head_model, portraits, fit, preset, req, ctx, stages, services)
 
     stages.begin("optimize", "optimizing the Gaussians")
@@ -214,7 +215,8 @@ def _training_views(head_model, portraits, fit, preset, req, ctx, stages, servic
         if main is None:
             main = synthesis_input(portrait.image, photo.mask, camera, params, vertices, rest, faces, face_region,
                                    head_model.region_names, head_model.expression_names, seed=req.seed,
-                                   surface=surface, colour_matte=portrait.matte)
+                                   surface=surface, colour_matte=portrait.matte,
+                                   valid=getattr(portrait, "valid", None))
         relit = surface.mask & relit_faces(face_region, head_model.region_names)[np.maximum(surface.face_ids, 0)]
         views += [photo, mirrored_view(photo, head_model.expression_names, preset.mirror_weight,
                                        main.shading if i == 0 else None, relit)]

@@ -23,16 +23,16 @@ RIG_ARRAYS = ("rest_vertices", "faces", "expression_deltas", "joint_rest", "join
               "face_region")
 
 
-def rig_arrays(head_model: HeadModel, shape: np.ndarray, static_offset: np.ndarray | None = None) -> dict:
-    """The numeric arrays of rig.npz for an identity ``shape`` (S,)."""
+def rig_arrays(head_model: HeadModel, shape: np.ndarray) -> dict:
+    """The numeric arrays of rig.npz for an identity ``shape`` (S,) and the model's static
+    offset (its hair shell; the joints are regressed without it, as the model poses them)."""
     export = head_model.rig_export(np.asarray(shape, dtype=np.float32))
     arrays = {k: np.asarray(export[k]) for k in RIG_ARRAYS}
     arrays["faces"] = arrays["faces"].astype(np.int32)
     arrays["joint_parents"] = arrays["joint_parents"].astype(np.int32)
     arrays["face_region"] = arrays["face_region"].astype(np.int32)
     arrays["shape"] = np.asarray(shape, dtype=np.float32)
-    offset = np.zeros_like(arrays["rest_vertices"]) if static_offset is None else static_offset
-    arrays["static_offset"] = np.asarray(offset, dtype=np.float32)
+    arrays["static_offset"] = head_model.static_offset.detach().cpu().numpy().astype(np.float32)
     arrays["rest_vertices"] = (arrays["rest_vertices"] + arrays["static_offset"]).astype(np.float32)
     return arrays
 
@@ -54,14 +54,23 @@ class LoadedAvatar:
     avatar_id: str
     metadata: dict
     splats: SplatModel
-    head_model: HeadModel
+    head_model: HeadModel        # with the avatar's static offset (its hair shell)
     shape: torch.Tensor          # (1, S)
-    static_offset: torch.Tensor  # (V, 3)
     portrait_camera: Camera | None
 
     @property
     def n_expr(self) -> int:
         return self.head_model.n_expr
+
+
+def avatar_head_model(catalog, metadata: dict, rig, device) -> HeadModel:
+    """The head model an avatar was made with, carrying the avatar's static offset (its
+    hair shell) when it has one."""
+    head_model = catalog.load(metadata.get("head_model", {}).get("name", "builtin"), device)
+    offset = np.array(rig["static_offset"], np.float32) if "static_offset" in rig else None
+    if offset is not None and np.any(offset != 0):
+        head_model = head_model.with_static_offset(offset)
+    return head_model
 
 
 def load_avatar(store, avatar_id: str, catalog, device: torch.device) -> LoadedAvatar:
@@ -71,7 +80,7 @@ def load_avatar(store, avatar_id: str, catalog, device: torch.device) -> LoadedA
     if "splats" not in arrays or "rig" not in arrays:
         raise UserError("bad_file", f"avatar {avatar_id} has no splats/rig data; it was not made by avatar.create")
     head_info = metadata.get("head_model", {})
-    head_model = catalog.load(head_info.get("name", "builtin"), device)
+    head_model = avatar_head_model(catalog, metadata, arrays["rig"], device)
     expected = head_info.get("sha256")
     if expected and head_model.source_sha256 and expected != head_model.source_sha256:
         raise UserError("bad_model", f"avatar {avatar_id} was made with a different version of head model "
@@ -85,5 +94,4 @@ def load_avatar(store, avatar_id: str, catalog, device: torch.device) -> LoadedA
         splats=SplatModel.from_local_splats(splats, device=device),
         head_model=head_model,
         shape=torch.as_tensor(np.array(rig["shape"]), dtype=torch.float32, device=device)[None],
-        static_offset=torch.as_tensor(np.array(rig["static_offset"]), dtype=torch.float32, device=device),
         portrait_camera=Camera.from_wire(camera) if camera else None)

@@ -16,13 +16,12 @@ from ..views.sampling import head_centre, orbit_like
 
 
 @torch.no_grad()
-def posed_vertices(head_model, params: dict, static_offset: torch.Tensor | None = None) -> torch.Tensor:
+def posed_vertices(head_model, params: dict) -> torch.Tensor:
     """(V, 3) vertices of one frame's head parameters (numpy arrays, one frame)."""
     device = head_model.faces.device
     hp = HeadParams.from_numpy({k: np.asarray(v, dtype=np.float32).reshape(1, -1) for k, v in params.items()},
                                device=device)
-    vertices = head_model(hp).vertices[0]
-    return vertices if static_offset is None else vertices + static_offset
+    return head_model(hp).vertices[0]
 
 
 @torch.no_grad()

@@ -215,7 +215,6 @@ def run(ctx, req: RenderRequest, services) -> dict:
     head_model = avatar.head_model
     device = ctx.device
     files = []
-    bg = torch.as_tensor(req.background[:3] * req.background[3], device=device)
     for start in range(0, req.n_frames, FRAME_CHUNK):
         stop = min(req.n_frames, start + FRAME_CHUNK)
         with torch.no_grad():
@@ -223,7 +222,7 @@ def run(ctx, req: RenderRequest, services) -> dict:
             hp.shape = avatar.shape.expand(stop - start, -1)
             for key, arr in req.params.items():
                 setattr(hp, key, torch.as_tensor(arr[start:stop], device=device))
-            vertices = head_model(hp).vertices + avatar.static_offset
+            vertices = head_model(hp).vertices
         for i in range(start, stop):
             ctx.check()
             number = req.first_frame + i

@@ -38,7 +38,7 @@ from ..tracking.frame_selection import FrameQuality, select_frames
 from ..tracking.video_track import track_landmarks
 from ..training.init import initialize_splats
 from ..training.optimize import optimize_splats
-from ..views.masks import head_region
+from ..views.masks import head_region, outside_the_frame_unsupervised
 from ..views.records import TrainingView
 from ..views.sampling import fixed_ring, head_centre
 from ..views.surface import render_surface
@@ -310,6 +310,7 @@ def _frame_views(crops: list[ClipCrop], track, head_model, name: str, sha256: st
         views.append(TrainingView(image=foreground_colours(crop.image.astype(np.float32) / 255.0, matte),
                                   mask=mask, camera=camera,
                                   head_params=params, weight=1.0, normals=surface.normals_camera.astype(np.float32),
+                                  loss_mask=outside_the_frame_unsupervised(crop.valid),
                                   kind="input", name=frame_name, meta={"frame": crop.index}))
         seen_ids = surface.face_ids[surface.mask & (mask > 0.5)]
         seen[np.unique(seen_ids[seen_ids >= 0])] += 1
@@ -352,7 +353,8 @@ def completion_views(head_model, frames: ClipFrames, preset, req, ctx, stages, s
         posed = head_model(HeadParams.from_numpy(batch, device=head_model.faces.device)).vertices.cpu().numpy()
     vertices, rest = posed[0].astype(np.float64), posed[1].astype(np.float64)
     main = synthesis_input(photo.image, photo.mask, photo.camera, params, vertices, rest, faces, face_region,
-                           head_model.region_names, head_model.expression_names, seed=req.seed)
+                           head_model.region_names, head_model.expression_names, seed=req.seed,
+                           valid=photo.loss_mask)   # a frame's loss mask is its photo pixels
     cameras = [c for _, _, c in fixed_ring(main.camera, head_centre(vertices), include_back=preset.include_back_views)]
     synthesizer = (ReprojectionSynthesizer() if req.diffusion == "none"
                    else services.diffusion_synthesizer(req.diffusion, ctx.device))

@@ -60,6 +60,15 @@ def head_region(mesh_mask: np.ndarray, camera: Camera, vertices: np.ndarray, fac
     return region.astype(np.float32)
 
 
+def outside_the_frame_unsupervised(valid: np.ndarray | None) -> np.ndarray | None:
+    """A photo's loss mask: its real pixels only. Beyond the photo's frame (the crop's
+    padding) nothing is known; supervising it as background trained the neck and crown
+    that a tight photo cuts off transparent, seen as holes from every other side."""
+    if valid is None or np.all(np.asarray(valid) >= 1.0):
+        return None
+    return np.asarray(valid, np.float32)
+
+
 def novel_view_loss_mask(mesh_mask: np.ndarray, margin_fraction: float = HAIR_MARGIN_FRACTION) -> np.ndarray:
     """(H, W) float: 0 in the hair band just outside the mesh silhouette, 1 elsewhere."""
     band = _grown(mesh_mask, margin_fraction) & ~mesh_mask
@@ -89,7 +98,8 @@ class PhotoHull:
 
 
 def photo_hull(entry_points: np.ndarray, ray_dirs: np.ndarray, depth_m: float, photo_camera: Camera,
-               photo_matte: np.ndarray, tolerance_fraction: float = SILHOUETTE_TOLERANCE_FRACTION) -> PhotoHull:
+               photo_matte: np.ndarray, tolerance_fraction: float = SILHOUETTE_TOLERANCE_FRACTION,
+               photo_valid: np.ndarray | None = None) -> PhotoHull:
     """Where a view's rays meet the photo's silhouette cone (the one-view visual hull).
 
     entry_points: (N, 3) where each pixel's ray meets the mesh (head space); ray_dirs: (N, 3)
@@ -99,7 +109,8 @@ def photo_hull(entry_points: np.ndarray, ray_dirs: np.ndarray, depth_m: float, p
     shows head if any of ``HULL_SAMPLES`` points from its entry over ``depth_m`` is in the
     cone, or if its entry lies outside the photo's frame (unknown there: a head cut by the
     border keeps its crown); samples beyond the frame say nothing, and samples beyond the
-    mesh only make this keep more, never clear more."""
+    mesh only make this keep more, never clear more. ``photo_valid`` (H, W): where the crop
+    holds the photo's pixels; its padding is beyond the frame too."""
     h, w = photo_matte.shape
     radius = max(1, int(round(tolerance_fraction * max(h, w))))
     grown = ndimage.maximum_filter(np.asarray(photo_matte, np.float32), size=2 * radius + 1) >= 0.5
@@ -108,8 +119,10 @@ def photo_hull(entry_points: np.ndarray, ray_dirs: np.ndarray, depth_m: float, p
     for i, t in enumerate(np.linspace(0.0, depth_m, HULL_SAMPLES)):
         px = photo_camera.project(np.asarray(entry_points, np.float64) + t * np.asarray(ray_dirs, np.float64))
         inside = (px[:, 2] > 0) & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
-        on_head = inside & grown[np.clip(px[:, 1].astype(np.int64), 0, h - 1),
-                                 np.clip(px[:, 0].astype(np.int64), 0, w - 1)]
+        iy, ix = np.clip(px[:, 1].astype(np.int64), 0, h - 1), np.clip(px[:, 0].astype(np.int64), 0, w - 1)
+        if photo_valid is not None:
+            inside &= np.asarray(photo_valid)[iy, ix] >= 0.5
+        on_head = inside & grown[iy, ix]
         no_head &= ~on_head
         if i == 0:
             no_head &= inside
@@ -123,15 +136,17 @@ def head_depth(vertices: np.ndarray) -> float:
 
 
 def novel_view_masks(mesh_mask: np.ndarray, ys: np.ndarray, xs: np.ndarray, points: np.ndarray, view_camera: Camera,
-                     photo_camera: Camera, photo_matte: np.ndarray, depth_m: float) -> tuple:
+                     photo_camera: Camera, photo_matte: np.ndarray, depth_m: float,
+                     photo_valid: np.ndarray | None = None) -> tuple:
     """(mask, loss_mask, hull) of a novel view painted on the mesh: the mesh's coverage
     ``mesh_mask`` (H, W) bool less the rays that meet no head by the photo's silhouette
     (trained transparent), and a loss mask that leaves out the hair band and the rays that
     enter the mesh outside the silhouette but meet the head deeper (``photo_hull``).
-    ys, xs: (N,) the mesh's pixels; points: (N, 3) where their rays meet it, head space."""
+    ys, xs: (N,) the mesh's pixels; points: (N, 3) where their rays meet it, head space;
+    photo_valid: (H, W) the photo's own pixels in its crop (None: all of it)."""
     rays = points - view_camera.position[None]
     rays /= np.maximum(np.linalg.norm(rays, axis=1, keepdims=True), 1e-12)
-    hull = photo_hull(points, rays, depth_m, photo_camera, photo_matte)
+    hull = photo_hull(points, rays, depth_m, photo_camera, photo_matte, photo_valid=photo_valid)
     mask = mesh_mask.astype(np.float32)
     mask[ys[hull.no_head], xs[hull.no_head]] = 0.0
     loss_mask = novel_view_loss_mask(mesh_mask)

@@ -36,7 +36,8 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
                      target_camera: Camera, head_params: dict, weight: float, name: str = "",
                      use_mirror: bool = True, scalp_texture: ScalpTexture | None = None,
                      scalp_faces: np.ndarray | None = None, shading: Shading | None = None,
-                     relit_faces: np.ndarray | None = None, nape_faces: np.ndarray | None = None) -> TrainingView:
+                     relit_faces: np.ndarray | None = None, nape_faces: np.ndarray | None = None,
+                     source_valid: np.ndarray | None = None) -> TrainingView:
     """Paint the posed mesh (V, 3) as seen by ``target_camera`` from the source photo.
 
     The mesh must be posed as in the photo (the same vertices the source_surface was
@@ -47,7 +48,8 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
     texture instead of the smooth vertex colours (and ``nape_faces`` (F,) bool its fade
     below the scalp's border at the back, ``scalp_texture.textured_colours``). With the
     photo's ``shading`` and ``relit_faces`` (F,) bool, colours copied from the mirror side
-    onto those faces are relit (see ``views.shading``).
+    onto those faces are relit (see ``views.shading``). ``source_valid`` (H, W): where the
+    source crop holds the photo's pixels (its padding says nothing about the head).
     """
     target = render_surface(vertices, faces, [target_camera], vertex_attrs=colors.colors)[0]
     h, w = target.mask.shape
@@ -80,7 +82,7 @@ def reprojected_view(vertices: np.ndarray, faces: np.ndarray, colors: VertexColo
     else:
         from_photo = direct
     mask, loss_mask, hull = novel_view_masks(target.mask, ys, xs, pts, target_camera, source_camera, source_matte,
-                                             head_depth(vertices))
+                                             head_depth(vertices), photo_valid=source_valid)
     colors_out[hull.no_head] = 0.0
     image[ys, xs] = colors_out
     known[ys, xs] = from_photo & ~hull.entry_outside

@@ -40,6 +40,8 @@ class SynthesisInput:
     expression_names: the head model's components. seed: for anything random.
     scalp_texture: hair texture for the scalp the photo cannot see (None: smooth fill).
     shading: the photo's low-frequency light, taken out of mirrored colours (None: kept).
+    valid: (H, W) where the crop holds the photo's own pixels (None: everywhere); beyond
+    the photo's frame nothing is known about the head.
     """
 
     image: np.ndarray
@@ -57,6 +59,7 @@ class SynthesisInput:
     seed: int = 0
     scalp_texture: ScalpTexture | None = None
     shading: Shading | None = None
+    valid: np.ndarray | None = None
 
     def scalp_faces(self) -> np.ndarray | None:
         """(F,) bool: the faces of the scalp region (None for a model without one)."""
@@ -87,17 +90,19 @@ class SynthesisInput:
                                 target_camera=camera, head_params=head_params, weight=weight, name=name,
                                 scalp_texture=self.scalp_texture, scalp_faces=self.scalp_faces(),
                                 nape_faces=self.nape_faces(),
-                                shading=self.shading, relit_faces=relit_faces(self.face_region, self.region_names))
+                                shading=self.shading, relit_faces=relit_faces(self.face_region, self.region_names),
+                                source_valid=self.valid)
 
 
 def synthesis_input(image: np.ndarray, matte: np.ndarray, camera: Camera, head_params: dict, vertices: np.ndarray,
                     rest_vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarray, region_names: list[str],
                     expression_names: list[str], *, seed: int = 0, surface: SurfaceView | None = None,
-                    colour_matte: np.ndarray | None = None) -> SynthesisInput:
+                    colour_matte: np.ndarray | None = None, valid: np.ndarray | None = None) -> SynthesisInput:
     """Everything the synthesizers use, from one photo of a fitted head: its light
     (``views.shading``), the completed vertex colours (relit where mirrored), the hair
     texture of its scalp. Arrays as in ``SynthesisInput``; ``colour_matte`` (H, W) is the
-    matte the vertex colours are sampled under (default ``matte``)."""
+    matte the vertex colours are sampled under (default ``matte``); ``valid`` (H, W) the
+    crop's own photo pixels."""
     if surface is None:
         surface = render_surface(vertices, faces, [camera])[0]
     shading = photo_shading(image, matte, camera, surface, face_region, region_names)
@@ -107,7 +112,8 @@ def synthesis_input(image: np.ndarray, matte: np.ndarray, camera: Camera, head_p
     return SynthesisInput(image=image, matte=matte, camera=camera, head_params=head_params, vertices=vertices,
                           faces=faces, rest_vertices=rest_vertices, face_region=face_region,
                           region_names=region_names, vertex_colors=colors, surface=surface,
-                          expression_names=expression_names, seed=seed, scalp_texture=texture, shading=shading)
+                          expression_names=expression_names, seed=seed, scalp_texture=texture, shading=shading,
+                          valid=valid)
 
 
 class ViewSynthesizer(Protocol):
