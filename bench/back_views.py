@@ -90,6 +90,7 @@ def measure_photo(name: str, data: bytes, args) -> tuple[BackViewScore, list[np.
     head = load_head_model("builtin", device="cpu")
     portrait = prepare_portrait(data, name, size=preset.image_size)
     fit = fit_portraits(head, [portrait], settings=preset.fit)
+    head, _ = photo_frames.with_hair_shell(head, portrait, fit)   # the scalp as the pipeline shapes it
     faces, face_region = head.faces.numpy(), head.face_region.numpy()
     scalp = head.region_names.index("scalp")
     params = fit.head_params(0)
