@@ -151,3 +151,21 @@ def test_hair_fades_out_over_the_nape_at_the_back_only(head_photo):
     np.testing.assert_array_equal(out[scalp_faces], texture.colours(points[scalp_faces]))
     uneven = weight[neck_faces & behind & (points[:, 1] < border) & (points[:, 1] > border - NAPE_FADE_M)]
     assert np.ptp(uneven) > 0.3
+
+
+def test_a_bald_head_gets_no_hair_texture_but_fair_hair_does(head_photo):
+    """A bald scalp lit from above (the skin's own colour, brighter towards the top) is not
+    hair: copying its lit top over the back made a pale, blotchy cap, so the unseen scalp
+    keeps the smooth fill. Fair hair as bright as the skin but of another hue still gets a
+    texture."""
+    s = head_photo
+    rows = np.arange(192, dtype=np.float32)[:, None, None]
+    light = 1.0 + 0.35 * np.clip((110 - rows) / 80, 0, 1)                  # brighter towards the crown
+    bald = dict(s, photo=np.clip(np.full((192, 192, 3), (0.7, 0.55, 0.47), np.float32) * light, 0, 1))
+    assert _texture(bald) is None
+    rng = np.random.default_rng(3)
+    fair = s["photo"].copy()
+    streaks = rng.uniform(0.55, 0.8, size=192)[None, :].repeat(192, axis=0)
+    fair[s["on_scalp"]] = np.stack([streaks, 0.95 * streaks, 0.55 * streaks], -1)[s["on_scalp"]]   # straw blond
+    texture = _texture(dict(s, photo=fair))
+    assert texture is not None and len(texture.sources_px) > 100

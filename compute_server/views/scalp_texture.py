@@ -18,8 +18,9 @@ on either side of a seam) gets the same colour for the same point: no ghosts, no
 At the back, hair does not stop on the mesh's scalp border in a straight line: below it,
 over the nape, the texture fades into the neck's own colour over a few centimetres, by an
 uneven amount along the border (``hairline_fade``), so the back does not read as a cap.
-A bald head or a hat is copied just the same: the texture is whatever the photo shows on
-the scalp, never an assumed hair colour.
+A hat is copied just the same: the texture is whatever the photo shows on the scalp,
+never an assumed hair colour. A bald head (a scalp that looks like the face's skin, lit or
+shaded) gets no texture: copying its lit top over the back made a pale, blotchy cap.
 """
 
 from __future__ import annotations
@@ -206,15 +207,29 @@ def _unlike_skin(image: np.ndarray, scalp: np.ndarray, skin: np.ndarray) -> np.n
     The mesh's scalp reaches down to where a hairline usually is; on a high forehead or
     hair pulled back, part of it is skin in the photo, and copying that onto the back of
     the head gives a patchwork of hair and skin. A pixel is hair-like when its colour is
-    farther from the skin's median than most skin pixels are. Where too little of the
-    scalp is unlike skin (a bald head, a skin-coloured cap, very fair hair on fair skin),
-    the whole seen scalp stays usable: the back then looks like what the photo shows."""
+    farther from the skin's median than most skin pixels are, unless it is only a brighter
+    light on skin: as bright or brighter than the skin's median with the skin's own
+    chromaticity (the lit top of a bald head, which copied over the whole scalp made a pale,
+    blotchy cap). Where too little of the scalp is hair-like, the whole seen scalp is used
+    (hair of the skin's brightness, fair hair on fair skin), unless it has the skin's own
+    chromaticity (a bald head): then nothing is copied and the unseen scalp keeps the smooth
+    completed colours."""
     if skin.sum() < MIN_SOURCE_PIXELS or scalp.sum() < MIN_SOURCE_PIXELS:
         return scalp
     median = np.median(image[skin], axis=0)
     skin_spread = np.quantile(np.linalg.norm(image[skin] - median, axis=1), 0.8)
     hair_like = scalp & (np.linalg.norm(image - median, axis=-1) > max(1.5 * skin_spread, 0.08))
-    return hair_like if hair_like.sum() >= MIN_HAIR_FRACTION * scalp.sum() else scalp
+    chroma = image / np.maximum(image.sum(axis=-1, keepdims=True), 1e-6)
+    chroma_median = np.median(chroma[skin], axis=0)
+    chroma_distance = np.linalg.norm(chroma - chroma_median, axis=-1)
+    tolerance = float(np.clip(np.quantile(chroma_distance[skin], 0.8), 0.005, 0.02))
+    lit_skin = (image.mean(axis=-1) >= median.mean()) & (chroma_distance <= tolerance)
+    hair_like &= ~lit_skin
+    if hair_like.sum() >= MIN_HAIR_FRACTION * scalp.sum():
+        return hair_like
+    if np.median(chroma_distance[scalp]) <= tolerance:   # the scalp has the skin's own colour: bald
+        return np.zeros_like(scalp)
+    return scalp & ~lit_skin
 
 
 def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
