@@ -79,7 +79,7 @@ def measure_photo(name: str, data: bytes, args) -> tuple[BackViewScore, list[np.
     """Prepare and fit the photo, then measure the training views or a made avatar."""
     from compute_server.face import prepare_portrait
     from compute_server.head.registry import load_head_model
-    from compute_server.pipeline import avatar_create, photo_frames
+    from compute_server.pipeline import avatar_create, hair_shells, photo_frames
     from compute_server.pipeline.presets import preset as make_preset
     from compute_server.tracking.portrait_fit import fit_portraits
     from compute_server.views.sampling import head_centre, orbit_like
@@ -90,7 +90,7 @@ def measure_photo(name: str, data: bytes, args) -> tuple[BackViewScore, list[np.
     head = load_head_model("builtin", device="cpu")
     portrait = prepare_portrait(data, name, size=preset.image_size)
     fit = fit_portraits(head, [portrait], settings=preset.fit)
-    head, _ = photo_frames.with_hair_shell(head, portrait, fit)   # the scalp as the pipeline shapes it
+    head, _ = hair_shells.with_hair_shell(head, portrait, fit)   # the scalp as the pipeline shapes it
     faces, face_region = head.faces.numpy(), head.face_region.numpy()
     scalp = head.region_names.index("scalp")
     params = fit.head_params(0)

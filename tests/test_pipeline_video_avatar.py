@@ -198,8 +198,19 @@ def test_a_clip_with_long_stretches_without_a_face_warns_and_uses_the_rest(clien
     stages = [e.get("stage") for e in events]
     assert "track" in stages and "optimize" in stages
     assert any(e.get("train_frames") == 6 for e in events)
-    metadata = client.get_avatar(result["avatar"])["metadata"]
+    avatar = client.get_avatar(result["avatar"], include=["rig.npz"])
+    metadata = avatar["metadata"]
     assert metadata["clip"]["train_frames"] == 6 and len(metadata["sources"]) == 6
+    # the scalp fitted to the lead frame's outline, as for a photo: in the rig's rest
+    # surface, the face where tracking put it
+    from compute_server.head.model import load_head_model
+
+    rig = avatar["arrays"]["rig"]
+    base = load_head_model().rig_export(np.array(rig["shape"]))
+    offset = np.array(rig["static_offset"])
+    np.testing.assert_allclose(np.array(rig["rest_vertices"]) - offset, base["rest_vertices"], atol=1e-6)
+    face = np.unique(base["faces"][base["face_region"] == base["region_names"].index("face")])
+    assert np.abs(offset).max() > 1e-3 and not offset[face].any()
 
 
 @needs_clip

@@ -25,7 +25,8 @@ from ..views.sampling import fixed_ring, head_centre
 from ..views.shading import relit_faces
 from ..views.synthesis import ReprojectionSynthesizer, SynthesisInput, synthesis_input
 from .avatar_files import png_bytes, rig_arrays
-from .photo_frames import photo_view, posed_vertices, with_hair_shell
+from .hair_shells import with_hair_shell
+from .photo_frames import photo_view, posed_vertices
 from .presets import PRESETS, preset as make_preset
 from .previews import contact_sheet, render_rgba
 

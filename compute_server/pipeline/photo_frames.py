@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..head.model import HeadParams
-from ..views.hair_shell import fit_hair_shell
 from ..views.masks import head_region, outside_the_frame_unsupervised
 from ..views.records import TrainingView
 from ..views.surface import SurfaceView, render_surface
@@ -46,25 +44,6 @@ def photo_view(head_model, portrait, fit, index: int) -> tuple[TrainingView, np.
                         loss_mask=outside_the_frame_unsupervised(valid),
                         normals=surface.normals_camera.astype(np.float32), kind="input", name=portrait.name)
     return view, vertices, surface
-
-
-def with_hair_shell(head_model, portrait, fit, index: int = 0):
-    """The head model with its scalp fitted to photo ``index``'s outline as its static offset
-    (``views.hair_shell``), and the shell (None where the photo gives no outline: the model
-    comes back unchanged)."""
-    faces = head_model.faces.cpu().numpy()
-    params = fit.head_params(index)
-    vertices = posed_vertices(head_model, params)
-    camera = fit.images[index].camera
-    surface = render_surface(vertices, faces, [camera])[0]
-    shell = fit_hair_shell(vertices, faces, head_model.face_region.cpu().numpy(), head_model.region_names, camera,
-                           portrait.matte, surface.mask, surface.face_ids, getattr(portrait, "valid", None))
-    if shell is None:
-        return head_model, None
-    hp = HeadParams.from_numpy({k: np.asarray(v, np.float32).reshape(1, -1) for k, v in params.items()},
-                               device=head_model.faces.device)
-    change = head_model.rest_offset_for(hp, shell.offset.astype(np.float32))
-    return head_model.with_static_offset(head_model.static_offset + change), shell
 
 
 def photo_training_frames(head_model, portraits: list, fit) -> ClipFrames:

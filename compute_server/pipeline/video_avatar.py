@@ -137,7 +137,8 @@ def run_clip(ctx, req, services) -> dict:
     path.write_bytes(data)
     try:
         stages.begin("track", f"tracking the face in {name}")
-        frames = clip_training_frames(str(path), name, data, head_model, preset.image_size, settings, stages, ctx)
+        frames, head_model = clip_training_frames(str(path), name, data, head_model, preset.image_size, settings,
+                                                  stages, ctx)
     finally:
         path.unlink(missing_ok=True)
     return train_on_frames(ctx, req, services, stages, preset, settings, head_model, frames, unit="frames")
@@ -209,8 +210,9 @@ def _preview_frame(frames: ClipFrames) -> TrainingView:
 
 
 def clip_training_frames(path: str, name: str, data: bytes, head_model, size: int, settings: ClipSettings,
-                         stages, ctx) -> ClipFrames:
-    """Track the clip, choose frames, crop them and make one TrainingView each."""
+                         stages, ctx) -> tuple[ClipFrames, object]:
+    """Track the clip, choose frames, crop them, fit the scalp to the lead frame's outline and
+    make one TrainingView each. -> (the frames, the head model with its hair shell)"""
     import hashlib
 
     warnings: list[str] = []
@@ -254,6 +256,7 @@ def clip_training_frames(path: str, name: str, data: bytes, head_model, size: in
     if int(selection.usable.sum()) < FEW_FRAMES and n >= 2:
         warnings.append(f"{name}: only {int(selection.usable.sum())} usable frames; a clip of a few seconds with the face turning "
                         "a little left and right gives a better avatar.")
+    head_model = clip_hair_shell(head_model, crops, track)
     frames = _frame_views(crops, track, head_model, name, hashlib.sha256(data).hexdigest(), landmarks.frame_size,
                           lambda f, m: stages.report(0.5 + 0.5 * f, m))
     if test_crops:
@@ -268,12 +271,13 @@ def clip_training_frames(path: str, name: str, data: bytes, head_model, size: in
         "median_error_px": float(np.nanmedian(track.frame_error_px)) if landmarks.found.any() else None,
     }
     frames.warnings = warnings
-    return frames
+    return frames, head_model
 
 
-def _frame_views(crops: list[ClipCrop], track, head_model, name: str, sha256: str, frame_size, report) -> ClipFrames:
-    """One TrainingView per crop: the head pose folded into the crop's camera (canonical head)."""
-    device = head_model.faces.device
+def _canonical_frames(crops: list[ClipCrop], track):
+    """Each crop's canonical head parameters (head pose folded out: zero rotation and
+    translation), its head rotation and translation, and the order with the most frontal
+    frame first. -> (canonical {name: (K, ...)}, rotation (K, 3), translation (K, 3), order (K,))"""
     motion = track.motion
     idx = np.array([c.index for c in crops])
     rotation = motion.rotation[idx].astype(np.float64)
@@ -285,11 +289,42 @@ def _frame_views(crops: list[ClipCrop], track, head_model, name: str, sha256: st
                  "rotation": np.zeros((len(idx), 3), np.float32), "neck_pose": motion.neck_pose[idx],
                  "jaw_pose": motion.jaw_pose[idx], "eyes_pose": motion.eyes_pose[idx],
                  "translation": np.zeros((len(idx), 3), np.float32)}
+    return canonical, rotation, translation, order
+
+
+def _pose_canonical(head_model, canonical: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(vertices (K, V, 3), root joints (K, 3)) float64 of the canonical heads."""
     with torch.no_grad():
         posed = head_model(HeadParams.from_numpy({k: np.asarray(v, np.float32) for k, v in canonical.items()},
-                                                 device=device))
-    vertices_all = posed.vertices.cpu().numpy().astype(np.float64)
-    roots = posed.joints[:, 0].cpu().numpy().astype(np.float64)
+                                                 device=head_model.faces.device))
+    return posed.vertices.cpu().numpy().astype(np.float64), posed.joints[:, 0].cpu().numpy().astype(np.float64)
+
+
+def clip_hair_shell(head_model, crops: list[ClipCrop], track):
+    """The head model with its scalp fitted to the outline of the clip's most frontal kept
+    frame (``hair_shells``), as a photo's avatar gets it: the hair's volume beyond the
+    built-in bald scalp, and no crown standing above short hair. The lead frame, because it
+    shows the outline all round the top of the head and seeds the colours."""
+    from .hair_shells import with_shell_from_view
+
+    if not crops:
+        return head_model
+    canonical, rotation, translation, order = _canonical_frames(crops, track)
+    lead = int(order[0])
+    params = {key: np.asarray(value[lead], np.float32) for key, value in canonical.items()}
+    _, roots = _pose_canonical(head_model, {k: v[lead:lead + 1] for k, v in canonical.items()})
+    crop = crops[lead]
+    camera = _frame_camera(track.camera, axis_angle_to_matrix(rotation[lead]), roots[0], translation[lead],
+                           crop.crop_to_source, crop.image.shape[0])
+    matte = portrait_matte(crop.image, crop.valid, thread_cache.portrait_segmenter()).matte
+    shelled, _ = with_shell_from_view(head_model, params, camera, matte, crop.valid)
+    return shelled
+
+
+def _frame_views(crops: list[ClipCrop], track, head_model, name: str, sha256: str, frame_size, report) -> ClipFrames:
+    """One TrainingView per crop: the head pose folded into the crop's camera (canonical head)."""
+    canonical, rotation, translation, order = _canonical_frames(crops, track)
+    vertices_all, roots = _pose_canonical(head_model, canonical)
     faces = head_model.faces.cpu().numpy()
     face_region = head_model.face_region.cpu().numpy()
     segmenter = thread_cache.portrait_segmenter()
@@ -319,7 +354,7 @@ def _frame_views(crops: list[ClipCrop], track, head_model, name: str, sha256: st
         fits.append(ClipFrameFit(camera=camera, median_error_px=float(errors[crop.index])))
         if k % 5 == 0:
             report((k + 1) / len(crops), f"frame {k + 1} of {len(crops)}: mask and normals")
-    fit = ClipFit(head_model=head_model.describe(), shape=np.asarray(motion.shape, np.float32), images=fits)
+    fit = ClipFit(head_model=head_model.describe(), shape=np.asarray(track.motion.shape, np.float32), images=fits)
     return ClipFrames(views=views, sources=sources, fit=fit, seen_faces=seen, report={}, warnings=[])
 
 
