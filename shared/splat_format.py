@@ -41,6 +41,20 @@ SPLAT_FIELDS = {
     "binding": (),               # int32, index of the parent triangle
 }
 
+# Optional (N, C, 3) float32: the expression-dependent colour (issue 12). A Gaussian's sh_dc
+# at a frame is sh_dc + expression_colour . code, with code = expression_code(expr, jaw_pose):
+# the E expression weights, then the jaw's axis-angle rotation (radians) times
+# JAW_CODE_SCALE, so C = E + 3. At the neutral face (code 0) the colour is sh_dc.
+EXPRESSION_COLOUR_FIELD = "expression_colour"
+JAW_CODE_SCALE = 3.0   # an opened jaw (about 0.3 rad) weighs like one full expression
+
+
+def expression_code(expr: np.ndarray, jaw_pose: np.ndarray) -> np.ndarray:
+    """(..., E + 3) float32: what the expression colour reads from (..., E) expression
+    weights and (..., 3) jaw rotations."""
+    expr, jaw = np.asarray(expr, np.float32), np.asarray(jaw_pose, np.float32)
+    return np.concatenate([expr, JAW_CODE_SCALE * jaw], axis=-1)
+
 
 class SplatFormatError(ValueError):
     """Splat arrays that do not fit together."""
@@ -57,6 +71,9 @@ class LocalSplats:
     sh_dc: np.ndarray
     sh_rest: np.ndarray
     binding: np.ndarray
+    # (N, C, 3) or None: how each Gaussian's sh_dc moves with the expression (see
+    # EXPRESSION_COLOUR_FIELD); avatars learned from many frames of a clip carry it
+    expression_colour: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = None
@@ -73,6 +90,12 @@ class LocalSplats:
             elif value.shape[0] != n:
                 raise SplatFormatError(f"splat field '{name}' has {value.shape[0]} rows, expected {n}")
             setattr(self, name, value)
+        if self.expression_colour is not None:
+            value = np.ascontiguousarray(self.expression_colour, dtype=np.float32)
+            if value.ndim != 3 or value.shape[0] != n or value.shape[2] != 3:
+                raise SplatFormatError(f"splat field '{EXPRESSION_COLOUR_FIELD}' has shape {value.shape}, "
+                                       f"expected ({n}, C, 3)")
+            self.expression_colour = value
         k = self.sh_rest.shape[1] + 1
         degree = int(round(np.sqrt(k))) - 1
         if (degree + 1) ** 2 != k or degree > 3:
@@ -87,14 +110,26 @@ class LocalSplats:
         return int(round(np.sqrt(self.sh_rest.shape[1] + 1))) - 1
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in SPLAT_FIELDS}
+        arrays = {name: getattr(self, name) for name in SPLAT_FIELDS}
+        if self.expression_colour is not None:
+            arrays[EXPRESSION_COLOUR_FIELD] = self.expression_colour
+        return arrays
+
+    def dc_for(self, code: np.ndarray | None) -> np.ndarray:
+        """(N, 3) the degree-0 SH coefficients at an expression ``code`` (C,) (see
+        EXPRESSION_COLOUR_FIELD); sh_dc itself without a code or an expression colour."""
+        if code is None or self.expression_colour is None:
+            return self.sh_dc
+        return self.sh_dc + np.einsum("nck,c->nk", self.expression_colour, np.asarray(code, np.float32))
 
     @classmethod
     def from_arrays(cls, arrays: dict) -> "LocalSplats":
         missing = [name for name in SPLAT_FIELDS if name not in arrays]
         if missing:
             raise SplatFormatError(f"splat arrays are missing {', '.join(missing)}")
-        return cls(**{name: np.asarray(arrays[name]) for name in SPLAT_FIELDS})
+        extra = arrays.get(EXPRESSION_COLOUR_FIELD)
+        return cls(**{name: np.asarray(arrays[name]) for name in SPLAT_FIELDS},
+                   expression_colour=None if extra is None else np.asarray(extra))
 
     def check_binding(self, n_faces: int) -> None:
         if self.count and (self.binding.min() < 0 or self.binding.max() >= n_faces):

@@ -215,6 +215,43 @@ def test_a_clip_with_long_stretches_without_a_face_warns_and_uses_the_rest(clien
 
 @needs_clip
 @pytest.mark.slow
+def test_a_clip_avatar_learns_an_expression_colour_and_renders_use_it(client, tmp_path, monkeypatch):
+    """Where enough frames train (the bar lowered for a tiny clip), the avatar carries a
+    per-Gaussian expression colour, and render.frames colours each frame at its own
+    expression: an animated PLY frame's f_dc is sh_dc + expression_colour . code."""
+    from compute_server.pipeline import video_avatar
+    from compute_server.splats.ply import read_ply_columns
+    from shared.splat_format import expression_code
+
+    monkeypatch.setattr(video_avatar, "EXPRESSION_COLOUR_MIN_VIEWS", 5)
+    data = _write_video(tmp_path / "talk.mp4", _d0_frames(24))
+    job = client.submit("avatar.create", {"video": {"name": "talk.mp4", "data": data}, "preset": "draft",
+                                          "options": dict(TINY)})
+    result = client.wait_job(job, timeout_s=300)
+    avatar = client.get_avatar(result["avatar"], include=["splats.npz"])
+    n_expr = avatar["metadata"]["head_model"]["n_expr"]
+    splats = {k: np.array(v) for k, v in avatar["arrays"]["splats"].items()}
+    term = splats["expression_colour"]
+    assert term.shape == (result["splats"], n_expr + 3, 3) and np.abs(term).max() > 0
+    expr = np.zeros((2, n_expr), np.float32)
+    expr[1] = 0.5
+    jaw = np.zeros((2, 3), np.float32)
+    jaw[1, 0] = 0.3
+    frames = {}
+    render = client.submit("render.frames", {"avatar": result["avatar"], "params": {"expr": expr, "jaw_pose": jaw},
+                                             "format": "ply", "camera_preset": "portrait"})
+    client.wait_job(render, on_progress=lambda e: frames.__setitem__(e["frame_index"], e) if e.get("frame") else None,
+                    timeout_s=120)
+    for i in range(2):
+        columns = read_ply_columns(bytes(frames[i]["frame"]["data"]))
+        f_dc = np.stack([columns[f"f_dc_{c}"] for c in range(3)], 1)
+        expected = splats["sh_dc"] + np.einsum("nck,c->nk", term, expression_code(expr[i], jaw[i]))
+        np.testing.assert_allclose(f_dc, expected, atol=1e-5)
+    assert not np.allclose(f_dc, splats["sh_dc"], atol=1e-4)     # the open, smiling frame is coloured apart
+
+
+@needs_clip
+@pytest.mark.slow
 def test_a_single_frame_clip_becomes_an_avatar_with_a_warning(client, tmp_path):
     data = _write_video(tmp_path / "one.mp4", _d0_frames(1))
     job = client.submit("avatar.create", {"video": {"name": "one.mp4", "data": data}, "preset": "draft",
@@ -282,6 +319,9 @@ def test_several_photos_become_the_frames_of_one_avatar(client):
     assert metadata["photos"]["count"] == 3
     assert [s["name"] for s in metadata["sources"]] == [p["name"] for p in photos]
     assert metadata["photos"]["main"] == photos[0]["name"]
+    # three photos are too few to learn how colour follows the expression
+    splats = client.get_avatar(result["avatar"], include=["splats.npz"])["arrays"]["splats"]
+    assert "expression_colour" not in splats
 
 
 @needs_clip

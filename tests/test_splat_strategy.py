@@ -1,5 +1,6 @@
 """Densification keeps the triangle binding consistent and never orphans a triangle."""
 
+import pytest
 import torch
 
 from compute_server.splats.model import SplatModel
@@ -26,9 +27,14 @@ def _meta_with_grad(model, grad_rows):
     return {"means2d": means2d, "radii": torch.ones(1, model.count, dtype=torch.int32), "width": 64, "height": 64}
 
 
-def test_clone_and_split_inherit_binding_and_keep_optimizer_state_in_sync():
+@pytest.mark.parametrize("expression_colour", [False, True])
+def test_clone_and_split_inherit_binding_and_keep_optimizer_state_in_sync(expression_colour):
     torch.manual_seed(0)
     model = _model()
+    if expression_colour:        # the optional per-Gaussian term follows its Gaussian too
+        model.add_expression_colour(5)
+        with torch.no_grad():
+            model.params["expression_colour"][:] = torch.arange(model.count, dtype=torch.float32)[:, None, None]
     opts = _optimizers(model)
     strategy = BindingDensifyStrategy(refine_start=0, refine_every=1, prune_opacity=0.0, reset_opacity_every=0)
     state = strategy.initialize_state(model)
@@ -50,6 +56,10 @@ def test_clone_and_split_inherit_binding_and_keep_optimizer_state_in_sync():
         assert p.shape[0] == model.count
         assert opts[name].param_groups[0]["params"][0] is p
     assert state["binding"] is model.binding
+    if expression_colour:        # Gaussian i's term sits on Gaussian i's copies
+        kept = [i for i in range(12) if i != 5]
+        rows = model.params["expression_colour"][:, 0, 0].tolist()
+        assert rows == [float(i) for i in kept + [1, 5, 5]]
 
 
 def test_prune_never_orphans_a_face_and_keeps_its_most_opaque_gaussian():

@@ -10,7 +10,7 @@ from shared.camera import Camera
 
 from ..camera_torch import stack_cameras
 from ..head.model import HeadParams
-from ..splats.model import SplatModel
+from ..splats.model import SplatModel, expression_code
 from ..splats.render_avatar import render_avatar
 from ..views.sampling import head_centre, orbit_like
 
@@ -29,7 +29,12 @@ def render_rgba(model: SplatModel, head_model, params: dict, camera: Camera) -> 
     """(H, W, 4) float RGBA render of the avatar posed by ``params`` seen by ``camera``."""
     vertices = posed_vertices(head_model, params)
     viewmats, Ks = stack_cameras([camera], device=vertices.device)
-    out = render_avatar(model, vertices, head_model.faces, viewmats, Ks, camera.width, camera.height)
+    code = None
+    if model.has_expression_colour:
+        code = expression_code(*(torch.as_tensor(np.asarray(params[k], np.float32).reshape(-1), device=vertices.device)
+                                 for k in ("expr", "jaw_pose")))
+    out = render_avatar(model, vertices, head_model.faces, viewmats, Ks, camera.width, camera.height,
+                        colour_code=code)
     return torch.cat([out.rgb[0], out.alpha[0, ..., None]], dim=-1).clamp(0, 1).cpu().numpy()
 
 

@@ -18,6 +18,7 @@ from shared.motion import FRAME_KEYS
 from ..camera_torch import stack_cameras
 from ..errors import UserError
 from ..head.model import HeadParams
+from ..splats.model import expression_code
 from ..splats.render_avatar import render_avatar
 from ..storage.avatar_store import check_avatar_id
 from ..validation import (
@@ -227,13 +228,16 @@ def run(ctx, req: RenderRequest, services) -> dict:
             ctx.check()
             number = req.first_frame + i
             if req.fmt == "ply":  # the posed Gaussians themselves (animated export)
-                files.append(_write_ply_frame(ctx, avatar, vertices[i - start], number, i, req.n_frames))
+                code = expression_code(hp.expr[i - start], hp.jaw_pose[i - start]).cpu().numpy()
+                files.append(_write_ply_frame(ctx, avatar, vertices[i - start], code, number, i, req.n_frames))
                 continue
             cam = cameras[i]
             viewmats, Ks = stack_cameras([cam], device=device)
             with torch.no_grad():
+                code = (expression_code(hp.expr[i - start], hp.jaw_pose[i - start])
+                        if avatar.splats.has_expression_colour else None)
                 out = render_avatar(avatar.splats, vertices[i - start], head_model.faces, viewmats, Ks, cam.width,
-                                    cam.height, with_depth=req.depth)
+                                    cam.height, with_depth=req.depth, colour_code=code)
             rgb = out.rgb[0].cpu().numpy()
             alpha = out.alpha[0].cpu().numpy()
             if req.background[3] > 0:  # an opaque-ish background colour is part of the frame
@@ -254,8 +258,10 @@ def run(ctx, req: RenderRequest, services) -> dict:
             "files": files, "first_frame": req.first_frame, "depth": req.depth}
 
 
-def _write_ply_frame(ctx, avatar, vertices: torch.Tensor, number: int, index: int, total: int) -> str:
-    """One frame of an animated PLY export: the Gaussians posed on ``vertices`` (V, 3)."""
+def _write_ply_frame(ctx, avatar, vertices: torch.Tensor, code: np.ndarray, number: int, index: int,
+                     total: int) -> str:
+    """One frame of an animated PLY export: the Gaussians posed on ``vertices`` (V, 3), their
+    colours at that frame's expression ``code``."""
     from shared.splat_format import WorldSplats
 
     from ..splats.ply import ply_bytes
@@ -265,7 +271,7 @@ def _write_ply_frame(ctx, avatar, vertices: torch.Tensor, number: int, index: in
         local = avatar.splats.to_local_splats()
     world = WorldSplats(means=posed.means[0].cpu().numpy(), quats=posed.quats[0].cpu().numpy(),
                         scales=posed.scales[0].cpu().numpy(), opacities=avatar.splats.opacities().detach().cpu().numpy(),
-                        sh_dc=local.sh_dc, sh_rest=local.sh_rest)
+                        sh_dc=local.dc_for(code), sh_rest=local.sh_rest)
     data = ply_bytes(world)
     name = f"frame_{number:06d}.ply"
     (ctx.output_dir / name).write_bytes(data)

@@ -50,6 +50,9 @@ TRAIN_FRAMES = {"draft": 150, "standard": 300, "high": 400}
 MAX_TRACKED_FRAMES = 600   # longer clips are cut to their first frames (20 s at 30 fps)
 HELDOUT_FRAMES = 16        # held-out frames scored after training (spread over the test part)
 FEW_FRAMES = 10             # fewer usable frames than this: warn that the avatar is photo-like
+# The expression colour learns how colour changes with the expression; below this many real
+# views (a few photos) it would only learn each view's own colours by heart.
+EXPRESSION_COLOUR_MIN_VIEWS = 20
 
 
 @dataclass
@@ -65,6 +68,9 @@ class ClipSettings:
     lr_translation: float = 1e-6        # GAF section 5: per-frame refinement
     lr_joints: float = 1e-5
     lr_expr: float = 1e-3
+    # the expression-dependent colour's weight (optimize.OptimizeSettings.expression_colour_weight),
+    # used where at least EXPRESSION_COLOUR_MIN_VIEWS real views train
+    expression_colour_weight: float = 1.0
 
 
 @dataclass
@@ -167,7 +173,9 @@ def train_on_frames(ctx, req, services, stages, preset, settings: ClipSettings, 
     model.binding = model.binding.to(ctx.device)
     optimize = replace(preset.optimize, refine_pose=True, lr_translation=settings.lr_translation,
                        lr_joints=settings.lr_joints, lr_expr=settings.lr_expr,
-                       input_probability=settings.input_probability, mirror_probability=0.0)
+                       input_probability=settings.input_probability, mirror_probability=0.0,
+                       expression_colour_weight=(settings.expression_colour_weight
+                                                 if n_train >= EXPRESSION_COLOUR_MIN_VIEWS else 0.0))
     prior = services.diffusion_prior(req.diffusion, ctx.device, req.seed) if req.diffusion != "none" else None
     started = time.perf_counter()
 
@@ -424,6 +432,7 @@ def heldout_metrics(model, head_model, views: list[TrainingView], strip_count: i
 
     from ..camera_torch import stack_cameras
     from ..splats.losses import masked_mean, psnr, ssim_map
+    from ..splats.model import expression_code
     from ..splats.render_avatar import render_avatar
 
     device = model.device
@@ -435,7 +444,8 @@ def heldout_metrics(model, head_model, views: list[TrainingView], strip_count: i
                                        device=device)
         vertices = head_model(params).vertices[0]
         viewmats, Ks = stack_cameras([view.camera], device=device)
-        out = render_avatar(model, vertices, head_model.faces, viewmats, Ks, view.camera.width, view.camera.height)
+        out = render_avatar(model, vertices, head_model.faces, viewmats, Ks, view.camera.width, view.camera.height,
+                            colour_code=expression_code(params.expr[0], params.jaw_pose[0]))
         mask = torch.as_tensor(view.mask, device=device)[None]
         fg = (mask > 0.5).float()
         target = torch.as_tensor(view.image, device=device)[None] * mask[..., None]

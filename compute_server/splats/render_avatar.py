@@ -34,18 +34,20 @@ class AvatarRender:
 def render_avatar(model: SplatModel, vertices: torch.Tensor, faces: torch.Tensor, viewmats: torch.Tensor,
                   Ks: torch.Tensor, width: int, height: int, *, background: torch.Tensor | None = None,
                   with_depth: bool = False, with_normals: bool = False, sh_degree: int | None = None,
-                  backend: str = "auto") -> AvatarRender:
+                  backend: str = "auto", colour_code: torch.Tensor | None = None) -> AvatarRender:
     """Pose the Gaussians on ``vertices`` (V, 3) (one head pose) and render them into C
     cameras (viewmats (C, 4, 4), Ks (C, 3, 3)).
 
     background: (3,) colour behind the avatar (default black). sh_degree: bands to use
-    (default: all the model has; training grows it progressively).
+    (default: all the model has; training grows it progressively). colour_code: the head's
+    expression code (1-D, ``splats.model.expression_code``) for a model with an
+    expression colour; None renders its neutral colours.
     """
     posed = model.pose(vertices[None], faces)
     means, quats, scales = posed.means[0], posed.quats[0], posed.scales[0]
     opacities = model.opacities()
     degree = model.sh_degree if sh_degree is None else min(sh_degree, model.sh_degree)
-    rgb_feats = colors_for_cameras(model.sh_coeffs(), means, viewmats, degree)      # (C, N, 3)
+    rgb_feats = colors_for_cameras(model.sh_coeffs(colour_code), means, viewmats, degree)      # (C, N, 3)
     n_cams = viewmats.shape[0]
     bg = torch.zeros(3, device=means.device) if background is None else background.to(means.device)
     feats, backgrounds = rgb_feats, bg[None].expand(n_cams, 3)

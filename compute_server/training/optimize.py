@@ -22,12 +22,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from shared.splat_format import SH_C0
+
 from ..camera_torch import stack_cameras
 from ..head.model import HeadModel, HeadParams
 from ..splats.binding import triangle_frames
 from ..splats.losses import (masked_mean, normal_consistency_loss, photometric_loss, position_regularizer, psnr,
                             scale_regularizer, ssim_map)
-from ..splats.model import SplatModel
+from ..splats.model import SplatModel, expression_code
 from ..splats.render_avatar import render_avatar
 from ..splats.strategy import BindingDensifyStrategy
 from ..views.records import TrainingView
@@ -70,6 +72,10 @@ class OptimizeSettings:
     # zero): no photo sees them, or they turn against the head (eyes, jaw's teeth), so any
     # view-dependent colour learned at the photo's pose would be a glossy blotch elsewhere.
     view_independent_regions: tuple = ("mouth_interior", "teeth", "eyeball", "iris", "eye_socket")
+    # > 0: each Gaussian's colour also moves linearly with the view's expression code (issue 12,
+    # item 4: smile lines, teeth and the mouth's inside where a clip shows them), with this
+    # weight on the mean squared colour change it makes at that code (the term starts at zero)
+    expression_colour_weight: float = 0.0
     densify: BindingDensifyStrategy = field(default_factory=BindingDensifyStrategy)
     preview_every: int = 50
     preview_size: int = 160
@@ -134,6 +140,8 @@ def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[Tr
     prepared = [_PreparedView(v, head_model, device, trainable=v.kind == "input", pose=settings.refine_pose)
                 for v in views]
     groups = _view_groups(prepared, settings)
+    if settings.expression_colour_weight > 0 and not model.has_expression_colour:
+        model.add_expression_colour(_code(prepared[0]).numel())
     optimizers = _make_optimizers(model, settings)
     head_optimizer = _head_optimizer(prepared, settings)
     strategy = settings.densify
@@ -162,8 +170,10 @@ def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[Tr
         use_normals = (settings.normal_weight > 0 and view.normals is not None
                        and step >= settings.normal_start_fraction * settings.iterations)
         vertices = view.vertices()
+        code = _code(view) if model.has_expression_colour else None
         out = render_avatar(model, vertices, faces, view.viewmats, view.Ks, view.width, view.height,
-                            background=background, with_normals=use_normals, sh_degree=sh_degree)
+                            background=background, with_normals=use_normals, sh_degree=sh_degree,
+                            colour_code=code)
         out.meta["means2d"].retain_grad()
         target = view.image * view.mask[..., None] + background * (1 - view.mask[..., None])
         loss = photometric_loss(out.rgb, target, view.loss_mask, settings.ssim_weight)
@@ -174,6 +184,9 @@ def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[Tr
                 normal_mask = normal_mask * view.loss_mask
             loss = loss + settings.normal_weight * normal_consistency_loss(out.normals, view.normals, normal_mask)
         loss = loss * view.view.weight
+        if code is not None and settings.expression_colour_weight > 0:
+            change = SH_C0 * model.expression_dc(code)           # the colour change at this expression
+            loss = loss + settings.expression_colour_weight * change.square().sum(-1).mean()
         loss = loss + settings.pos_weight * position_regularizer(model.params["means"], settings.pos_threshold)
         loss = loss + settings.scale_weight * scale_regularizer(model.params["scales"], settings.scale_threshold)
         loss.backward()
@@ -252,9 +265,14 @@ def _pick(groups, rng: np.random.Generator) -> int:
 def _make_optimizers(model: SplatModel, s: OptimizeSettings) -> dict[str, torch.optim.Optimizer]:
     """One Adam per parameter, the layout gsplat's strategy ops keep in sync."""
     lrs = {"means": s.lr_means, "scales": s.lr_scales, "quats": s.lr_quats, "opacities": s.lr_opacities,
-           "sh0": s.lr_sh0, "shN": s.lr_shN}
+           "sh0": s.lr_sh0, "shN": s.lr_shN, "expression_colour": s.lr_sh0}
     return {name: torch.optim.Adam([{"params": model.params[name], "lr": lr, "name": name}], eps=1e-15)
-            for name, lr in lrs.items()}
+            for name, lr in lrs.items() if name in model.params}
+
+
+def _code(view: "_PreparedView") -> torch.Tensor:
+    """(E + 3,) the expression code of a view's (possibly refined) head parameters."""
+    return expression_code(view.params.expr[0], view.params.jaw_pose[0])
 
 
 def _head_optimizer(prepared: list[_PreparedView], s: OptimizeSettings) -> torch.optim.Optimizer | None:
@@ -282,7 +300,8 @@ def _prior_views(model: SplatModel, photo: _PreparedView, faces: torch.Tensor, p
     viewmats, Ks = stack_cameras(cameras, device=vertices.device)
     width, height = cameras[0].width, cameras[0].height
     out = render_avatar(model, vertices, faces, viewmats, Ks, width, height,
-                        background=torch.ones(3, device=vertices.device))
+                        background=torch.ones(3, device=vertices.device),
+                        colour_code=_code(photo) if model.has_expression_colour else None)
     surfaces = render_surface(verts_np, faces.cpu().numpy(), cameras)
     request = PriorRequest(
         renders=out.rgb.clamp(0, 1).cpu().numpy(), alphas=out.alpha.cpu().numpy(),
@@ -311,7 +330,8 @@ def _preview_png(model: SplatModel, view: _PreparedView, faces: torch.Tensor, si
     w, h = max(1, round(view.width * scale)), max(1, round(view.height * scale))
     Ks = view.Ks.clone()
     Ks[:, :2] *= scale
-    out = render_avatar(model, view.vertices().detach(), faces, view.viewmats, Ks, w, h)
+    out = render_avatar(model, view.vertices().detach(), faces, view.viewmats, Ks, w, h,
+                        colour_code=_code(view) if model.has_expression_colour else None)
     rgba = torch.cat([out.rgb[0], out.alpha[0, ..., None]], dim=-1).clamp(0, 1)
     if beside_target:
         real = torch.cat([view.image[0] * view.mask[0, ..., None], view.mask[0, ..., None]], dim=-1)
@@ -328,7 +348,8 @@ def evaluate_views(model: SplatModel, views: list[_PreparedView], faces: torch.T
     the photo's matte within the head region, see views.masks)."""
     psnrs, ssims = [], []
     for view in views:
-        out = render_avatar(model, view.vertices().detach(), faces, view.viewmats, view.Ks, view.width, view.height)
+        out = render_avatar(model, view.vertices().detach(), faces, view.viewmats, view.Ks, view.width, view.height,
+                            colour_code=_code(view) if model.has_expression_colour else None)
         fg = (view.mask > 0.5).float()
         target = view.image * view.mask[..., None]
         psnrs.append(psnr(out.rgb, target, fg))
