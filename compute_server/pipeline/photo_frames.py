@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..views.masks import head_region, outside_the_frame_unsupervised
+from ..views.masks import head_region, real_view_loss_mask, scalp_zone
 from ..views.records import TrainingView
 from ..views.surface import SurfaceView, render_surface
 from . import previews
@@ -41,7 +41,9 @@ def photo_view(head_model, portrait, fit, index: int) -> tuple[TrainingView, np.
     valid = getattr(portrait, "valid", None)
     mask = (portrait.matte * (1.0 if valid is None else valid) * region).astype(np.float32)
     view = TrainingView(image=portrait.image, mask=mask, camera=camera, head_params=params, weight=1.0,
-                        loss_mask=outside_the_frame_unsupervised(valid),
+                        loss_mask=real_view_loss_mask(portrait.matte, valid,
+                                                      scalp_zone(surface.mask, surface.face_ids, face_region,
+                                                                 head_model.region_names)),
                         normals=surface.normals_camera.astype(np.float32), kind="input", name=portrait.name)
     return view, vertices, surface
 

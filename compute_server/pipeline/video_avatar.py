@@ -38,7 +38,7 @@ from ..tracking.frame_selection import FrameQuality, select_frames
 from ..tracking.video_track import track_landmarks
 from ..training.init import initialize_splats
 from ..training.optimize import optimize_splats
-from ..views.masks import head_region, outside_the_frame_unsupervised
+from ..views.masks import head_region, real_view_loss_mask, scalp_zone
 from ..views.records import TrainingView
 from ..views.sampling import fixed_ring, head_centre
 from ..views.surface import render_surface
@@ -353,7 +353,9 @@ def _frame_views(crops: list[ClipCrop], track, head_model, name: str, sha256: st
         views.append(TrainingView(image=foreground_colours(crop.image.astype(np.float32) / 255.0, matte),
                                   mask=mask, camera=camera,
                                   head_params=params, weight=1.0, normals=surface.normals_camera.astype(np.float32),
-                                  loss_mask=outside_the_frame_unsupervised(crop.valid),
+                                  loss_mask=real_view_loss_mask(matte, crop.valid,
+                                                                scalp_zone(surface.mask, surface.face_ids,
+                                                                           face_region, head_model.region_names)),
                                   kind="input", name=frame_name, meta={"frame": crop.index}))
         seen_ids = surface.face_ids[surface.mask & (mask > 0.5)]
         seen[np.unique(seen_ids[seen_ids >= 0])] += 1

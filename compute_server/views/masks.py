@@ -36,6 +36,8 @@ from scipy import ndimage
 from shared.camera import Camera
 
 HAIR_MARGIN_FRACTION = 0.09   # of the image size: how far hair may stand off the mesh silhouette
+SOFT_RIM = (0.05, 0.95)        # matte values of the outline's soft rim (unsupervised around the scalp)
+SCALP_ZONE_FRACTION = 0.03     # of the image size: how far beyond the scalp's silhouette its rim may lie
 SILHOUETTE_TOLERANCE_FRACTION = 0.01   # of the photo's size: the matte is grown this much before the
                                        # hull test, so a fit a pixel or two off never clears the head
 HULL_SAMPLES = 12                      # points tested along each ray through the mesh
@@ -60,13 +62,36 @@ def head_region(mesh_mask: np.ndarray, camera: Camera, vertices: np.ndarray, fac
     return region.astype(np.float32)
 
 
-def outside_the_frame_unsupervised(valid: np.ndarray | None) -> np.ndarray | None:
-    """A photo's loss mask: its real pixels only. Beyond the photo's frame (the crop's
-    padding) nothing is known; supervising it as background trained the neck and crown
-    that a tight photo cuts off transparent, seen as holes from every other side."""
-    if valid is None or np.all(np.asarray(valid) >= 1.0):
-        return None
-    return np.asarray(valid, np.float32)
+def scalp_zone(mesh_mask: np.ndarray, face_ids: np.ndarray, face_region: np.ndarray, region_names: list[str],
+               margin_fraction: float = SCALP_ZONE_FRACTION) -> np.ndarray:
+    """(H, W) bool: the pixels where the posed mesh shows its scalp, grown by a margin (the
+    hair's outline lies on or just beyond the scalp's silhouette)."""
+    if "scalp" not in region_names:
+        return np.zeros(np.shape(mesh_mask), bool)
+    ids = np.asarray(face_ids)
+    scalp = np.asarray(mesh_mask, bool) & (ids >= 0) & (face_region[np.maximum(ids, 0)] == region_names.index("scalp"))
+    return _grown(scalp, margin_fraction)
+
+
+def real_view_loss_mask(matte: np.ndarray, valid: np.ndarray | None,
+                        scalp: np.ndarray | None = None) -> np.ndarray | None:
+    """A real view's (photo's, clip frame's) loss mask, (H, W) float or None for all of it:
+    its real pixels only, less the soft rim of the person's matte around the scalp
+    (``scalp``: (H, W) bool, ``scalp_zone``; None: no rim is left out).
+
+    Beyond the photo's frame (the crop's padding) nothing is known; supervising it as
+    background trained the neck and crown that a tight photo cuts off transparent, seen as
+    holes from every other side. The matte's soft rim (SOFT_RIM) is where the head's outline
+    is seen edge-on: the Gaussians there cover the top and sides of the hair, which other
+    views see face-on, and fitting them to the rim's partial coverage made them
+    see-through (a pale patch on the crown from the side). What lies outside the rim is
+    still trained as background, so the outline keeps its place. Elsewhere (the cheeks,
+    ears, neck) the rim stays supervised: the photo's own soft edge is reproduced there."""
+    keep = np.ones(np.shape(matte), np.float32) if valid is None else np.asarray(valid, np.float32).copy()
+    if scalp is not None:
+        m = np.asarray(matte)
+        keep[(m > SOFT_RIM[0]) & (m < SOFT_RIM[1]) & np.asarray(scalp, bool)] = 0.0
+    return None if np.all(keep >= 1.0) else keep
 
 
 def novel_view_loss_mask(mesh_mask: np.ndarray, margin_fraction: float = HAIR_MARGIN_FRACTION) -> np.ndarray:
