@@ -165,6 +165,7 @@ def score_clip(plan: ClipPlan, source_image: np.ndarray, cropped: dict, renders:
     (H, W, 3) uint8 frame; cropped: the driven frames' crops and validity (``read_frames``)."""
     from bench.reenact_clip import CROP_SIZE, crop_camera, head_region_mask
     from bench.reenact_score import FrameScorer, head_pair, real_matte
+    from compute_server.face.letterbox import picture_box
     from compute_server.face.warp import crop_validity, warp_to_crop
 
     clip, placed = plan.clip, plan.placed
@@ -177,7 +178,8 @@ def score_clip(plan: ClipPlan, source_image: np.ndarray, cropped: dict, renders:
 
     matrix = plan.crops[plan.source]
     source = pair_of(0, warp_to_crop(source_image, matrix, CROP_SIZE, border="replicate"),
-                     crop_validity(clip.frame_size, matrix, CROP_SIZE), np.zeros((CROP_SIZE, CROP_SIZE, 4)))
+                     crop_validity(clip.frame_size, matrix, CROP_SIZE, picture_box(source_image)),
+                     np.zeros((CROP_SIZE, CROP_SIZE, 4)))
     scores, pairs = [], {}
     with FrameScorer(source.real, lpips_fn) as scorer:
         if scorer.source_descriptor is None:

@@ -211,6 +211,7 @@ def read_frames(path: str, full_frames, crops: dict[int, np.ndarray],
     for the frames with a crop matrix in ``crops``), so only crops of the driven frames are
     held in memory."""
     from compute_server.face.video import iter_video_frames
+    from compute_server.face.letterbox import picture_box
     from compute_server.face.warp import crop_validity, warp_to_crop
 
     full_wanted = set(int(f) for f in full_frames)
@@ -226,5 +227,5 @@ def read_frames(path: str, full_frames, crops: dict[int, np.ndarray],
         if matrix is not None:
             h, w = frame.image.shape[:2]
             cropped[frame.index] = (warp_to_crop(frame.image, matrix, size, border="replicate"),
-                                    crop_validity((w, h), matrix, size))
+                                    crop_validity((w, h), matrix, size, picture_box(frame.image)))
     return full, cropped

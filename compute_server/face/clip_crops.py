@@ -15,6 +15,7 @@ import numpy as np
 
 from .align import DEFAULT_MARGIN, crop_to_source_transform
 from .video import iter_video_frames
+from .letterbox import picture_box
 from .warp import crop_validity, similarity_scale, warp_to_crop
 
 DECODE_MAX_SIDE = 1920  # 4K frames are shrunk before cropping (a 512 px crop never needs more)
@@ -87,7 +88,8 @@ def crop_clip_frames(path: str, bins: Sequence[np.ndarray], landmarks_px: np.nda
         image = warp_to_crop(frame.image, to_decoded, size, border="replicate")
         score = sharpness(image.mean(axis=2) / 255.0)
         if b not in best or score > best[b].sharpness:
-            valid = crop_validity((frame.image.shape[1], frame.image.shape[0]), to_decoded, size)
+            valid = crop_validity((frame.image.shape[1], frame.image.shape[0]), to_decoded, size,
+                                  picture_box(frame.image))
             best[b] = ClipCrop(index=frame.index, image=image, valid=valid, crop_to_source=crop_to_source,
                                sharpness=score)
         if progress is not None and frame.index % 10 == 0:

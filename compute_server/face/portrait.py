@@ -23,6 +23,7 @@ from . import thread_cache
 from .align import DEFAULT_MARGIN, crop_to_source_transform
 from .decode import DEFAULT_MAX_PIXELS, decode_image_with_alpha
 from .landmarker import FaceDetection, FaceLandmarker, landmark_box
+from .letterbox import picture_box
 from .matte import foreground_colours, portrait_matte, segment_person
 from .person_check import FaceEvidence, face_evidence, refuse_non_person
 from .visibility import landmark_visibility
@@ -121,7 +122,7 @@ def prepare_portrait(data: bytes, name: str, *, size: int = DEFAULT_SIZE, margin
 
     crop_to_source = crop_to_source_transform(face.landmarks, size, margin=margin)
     crop_rgb = warp_to_crop(decoded.rgb, crop_to_source, size, border="replicate")
-    valid = crop_validity(decoded.size, crop_to_source, size)
+    valid = crop_validity(decoded.size, crop_to_source, size, picture_box(decoded.rgb))
     alpha_crop = None
     if decoded.alpha is not None:
         alpha_crop = warp_to_crop(decoded.alpha.astype(np.float32) / 255.0, crop_to_source, size, border="constant")

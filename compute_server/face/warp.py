@@ -109,20 +109,24 @@ def warp_to_crop(image: np.ndarray, crop_to_source: np.ndarray, size: int, *,
     return out
 
 
-def crop_validity(source_size: tuple[int, int], crop_to_source: np.ndarray, size: int) -> np.ndarray:
+def crop_validity(source_size: tuple[int, int], crop_to_source: np.ndarray, size: int,
+                  picture: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """(size, size) float32 in [0, 1]: the fraction of each crop pixel that lies inside the source.
 
     Computed analytically from the mapped pixel centres (a pixel's footprint is taken as a
     square of the similarity's scale), so it costs nothing for huge sources and has soft,
-    antialiased edges where the crop leaves the image. source_size: (width, height).
+    antialiased edges where the crop leaves the image. source_size: (width, height);
+    picture: (x0, y0, x1, y1) the part of the source that is the scene (inside black bars,
+    ``letterbox.picture_box``), the whole source by default.
     """
     width, height = source_size
+    x0, y0, x1, y1 = picture if picture is not None else (0.0, 0.0, width, height)
     matrix = np.asarray(crop_to_source, dtype=np.float64)
     footprint = max(similarity_scale(matrix), 1e-6)
     centres = np.arange(size, dtype=np.float64) + 0.5
     grid_x, grid_y = np.meshgrid(centres, centres)
     source_x = matrix[0, 0] * grid_x + matrix[0, 1] * grid_y + matrix[0, 2]
     source_y = matrix[1, 0] * grid_x + matrix[1, 1] * grid_y + matrix[1, 2]
-    inside_x = np.clip(np.minimum(source_x, width - source_x) / footprint + 0.5, 0.0, 1.0)
-    inside_y = np.clip(np.minimum(source_y, height - source_y) / footprint + 0.5, 0.0, 1.0)
+    inside_x = np.clip(np.minimum(source_x - x0, x1 - source_x) / footprint + 0.5, 0.0, 1.0)
+    inside_y = np.clip(np.minimum(source_y - y0, y1 - source_y) / footprint + 0.5, 0.0, 1.0)
     return (inside_x * inside_y).astype(np.float32)
