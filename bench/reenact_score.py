@@ -4,8 +4,8 @@ What is compared: the real frame's crop matted by our matting (``face.matte``, M
 selfie segmentation refined by a guided filter) and the render's own alpha, both limited
 to the same head region (the tracked mesh's silhouette grown by the hair margin, above
 its neck cut: ``reenact_clip.head_region_mask``) and to the part of the crop inside the
-video frame, then composited on the same white background. PSNR and SSIM over the union
-of the two head masks (silhouette errors count), PSNR also over their shared interior
+video frame's picture (black letterbox bars excluded), then composited on the same white
+background. PSNR and SSIM over the union of the two head masks (silhouette errors count), PSNR also over their shared interior
 (``bench.metrics``); AKD between MediaPipe's 468 face-mesh points found on the two
 composited images; identity distance (dlib descriptor, ``bench.identity``) of the render
 to the source frame composited the same way.
