@@ -6,9 +6,9 @@ to the same head region (the tracked mesh's silhouette grown by the hair margin,
 its neck cut: ``reenact_clip.head_region_mask``) and to the part of the crop inside the
 video frame's picture (black letterbox bars excluded), then composited on the same white
 background. PSNR and SSIM over the union of the two head masks (silhouette errors count),
-PSNR also over their shared interior (``bench.metrics``); AKD between MediaPipe's 468 face-mesh points found on the two
-composited images; identity distance (dlib descriptor, ``bench.identity``) of the render
-to the source frame composited the same way.
+PSNR also over their shared interior (``bench.metrics``); AKD between MediaPipe's 468
+face-mesh points found on the two composited images; identity distance (dlib descriptor,
+``bench.identity``) of the render to the source frame composited the same way.
 """
 
 from __future__ import annotations
