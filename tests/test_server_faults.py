@@ -339,3 +339,29 @@ def test_serve_says_when_it_cannot_write_its_endpoint_file(tmp_path):
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "cannot write the endpoint file" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_avatar_whose_expression_colour_does_not_fit_its_head_fails_to_render_clearly(client, server):
+    """An avatar on disk whose splats.npz carries an expression colour of the wrong code
+    length (damaged, or made for another head model): render.frames fails with bad_file
+    naming the avatar and the problem, and the server stays up."""
+    from compute_server.head.model import load_head_model
+    from compute_server.pipeline.avatar_files import rig_arrays
+    from compute_server.storage.avatar_store import AvatarStore
+    from shared.splat_format import LocalSplats
+
+    head = load_head_model()
+    n = head.n_faces
+    splats = LocalSplats(np.zeros((n, 3)), np.full((n, 3), -4.0), np.tile([1.0, 0, 0, 0], (n, 1)), np.zeros(n),
+                         np.zeros((n, 3)), np.zeros((n, 3, 3)), np.arange(n),
+                         expression_colour=np.zeros((n, 5, 3)))
+    with AvatarStore(server.data.avatars).begin() as writer:
+        writer.write("splats.npz", splats.arrays())
+        writer.write("rig.npz", rig_arrays(head, np.zeros(head.n_shape, np.float32)))
+        writer.commit({"name": "damaged", "head_model": {"name": "builtin"}})
+    avatar = writer.avatar_id
+    job = client.submit("render.frames", {"avatar": avatar, "cameras": [camera()]})
+    info = wait_state(client, job, timeout_s=60)
+    assert info.state == JobState.FAILED and info.error.code == "bad_file", info.error
+    assert avatar in info.error.message and "expression colour" in info.error.message
+    assert client.info()["protocol"] == 1

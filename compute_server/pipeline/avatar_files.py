@@ -87,6 +87,9 @@ def load_avatar(store, avatar_id: str, catalog, device: torch.device) -> LoadedA
                                      f"{head_info.get('name')!r} than this server has; recreate the avatar")
     splats = LocalSplats.from_arrays({k: np.array(v) for k, v in arrays["splats"].items()})
     splats.check_binding(head_model.n_faces)
+    if splats.expression_colour is not None and splats.expression_colour.shape[1] != head_model.n_expr + 3:
+        raise UserError("bad_file", f"avatar {avatar_id}'s expression colour has {splats.expression_colour.shape[1]} "
+                                    f"codes per Gaussian; its head model needs {head_model.n_expr + 3}")
     rig = arrays["rig"]
     camera = metadata.get("portrait_camera")
     return LoadedAvatar(
