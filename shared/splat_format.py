@@ -44,8 +44,11 @@ SPLAT_FIELDS = {
 # Optional (N, C, 3) float32: the expression-dependent colour (issue 12). A Gaussian's sh_dc
 # at a frame is sh_dc + expression_colour . code, with code = expression_code(expr, jaw_pose):
 # the E expression weights, then the jaw's axis-angle rotation (radians) times
-# JAW_CODE_SCALE, so C = E + 3. At the neutral face (code 0) the colour is sh_dc.
+# JAW_CODE_SCALE, so C = E + 3. At the neutral face (code 0) the colour is sh_dc. It is an
+# avatar's own file, not part of splats.npz: it is several times larger than the splats
+# and a client that draws the neutral colours (the Blender add-on) need not download it.
 EXPRESSION_COLOUR_FIELD = "expression_colour"
+EXPRESSION_COLOUR_FILE = "expression_colour.npz"
 JAW_CODE_SCALE = 3.0   # an opened jaw (about 0.3 rad) weighs like one full expression
 
 
@@ -110,10 +113,8 @@ class LocalSplats:
         return int(round(np.sqrt(self.sh_rest.shape[1] + 1))) - 1
 
     def arrays(self) -> dict[str, np.ndarray]:
-        arrays = {name: getattr(self, name) for name in SPLAT_FIELDS}
-        if self.expression_colour is not None:
-            arrays[EXPRESSION_COLOUR_FIELD] = self.expression_colour
-        return arrays
+        """The SPLAT_FIELDS (splats.npz); the expression colour is stored apart (EXPRESSION_COLOUR_FILE)."""
+        return {name: getattr(self, name) for name in SPLAT_FIELDS}
 
     def dc_for(self, code: np.ndarray | None) -> np.ndarray:
         """(N, 3) the degree-0 SH coefficients at an expression ``code`` (C,) (see
@@ -124,6 +125,7 @@ class LocalSplats:
 
     @classmethod
     def from_arrays(cls, arrays: dict) -> "LocalSplats":
+        """From splats.npz's arrays, with EXPRESSION_COLOUR_FIELD among them where the avatar has one."""
         missing = [name for name in SPLAT_FIELDS if name not in arrays]
         if missing:
             raise SplatFormatError(f"splat arrays are missing {', '.join(missing)}")

@@ -228,10 +228,11 @@ def test_a_clip_avatar_learns_an_expression_colour_and_renders_use_it(client, tm
     job = client.submit("avatar.create", {"video": {"name": "talk.mp4", "data": data}, "preset": "draft",
                                           "options": dict(TINY)})
     result = client.wait_job(job, timeout_s=300)
-    avatar = client.get_avatar(result["avatar"], include=["splats.npz"])
+    avatar = client.get_avatar(result["avatar"], include=["splats.npz", "expression_colour.npz"])
     n_expr = avatar["metadata"]["head_model"]["n_expr"]
     splats = {k: np.array(v) for k, v in avatar["arrays"]["splats"].items()}
-    term = splats["expression_colour"]
+    assert "expression_colour" not in splats                 # its own file: the add-on does not fetch it
+    term = np.array(avatar["arrays"]["expression_colour"]["expression_colour"])
     assert term.shape == (result["splats"], n_expr + 3, 3) and np.abs(term).max() > 0
     expr = np.zeros((2, n_expr), np.float32)
     expr[1] = 0.5
@@ -320,8 +321,7 @@ def test_several_photos_become_the_frames_of_one_avatar(client):
     assert [s["name"] for s in metadata["sources"]] == [p["name"] for p in photos]
     assert metadata["photos"]["main"] == photos[0]["name"]
     # three photos are too few to learn how colour follows the expression
-    splats = client.get_avatar(result["avatar"], include=["splats.npz"])["arrays"]["splats"]
-    assert "expression_colour" not in splats
+    assert "expression_colour" not in client.get_avatar(result["avatar"])["arrays"]
 
 
 @needs_clip

@@ -348,15 +348,15 @@ def test_an_avatar_whose_expression_colour_does_not_fit_its_head_fails_to_render
     from compute_server.head.model import load_head_model
     from compute_server.pipeline.avatar_files import rig_arrays
     from compute_server.storage.avatar_store import AvatarStore
-    from shared.splat_format import LocalSplats
+    from shared.splat_format import EXPRESSION_COLOUR_FIELD, EXPRESSION_COLOUR_FILE, LocalSplats
 
     head = load_head_model()
     n = head.n_faces
     splats = LocalSplats(np.zeros((n, 3)), np.full((n, 3), -4.0), np.tile([1.0, 0, 0, 0], (n, 1)), np.zeros(n),
-                         np.zeros((n, 3)), np.zeros((n, 3, 3)), np.arange(n),
-                         expression_colour=np.zeros((n, 5, 3)))
+                         np.zeros((n, 3)), np.zeros((n, 3, 3)), np.arange(n))
     with AvatarStore(server.data.avatars).begin() as writer:
         writer.write("splats.npz", splats.arrays())
+        writer.write(EXPRESSION_COLOUR_FILE, {EXPRESSION_COLOUR_FIELD: np.zeros((n, 5, 3), np.float32)})
         writer.write("rig.npz", rig_arrays(head, np.zeros(head.n_shape, np.float32)))
         writer.commit({"name": "damaged", "head_model": {"name": "builtin"}})
     avatar = writer.avatar_id

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shared.splat_format import EXPRESSION_COLOUR_FIELD, EXPRESSION_COLOUR_FILE
+
 from ..errors import UserError
 from ..face import prepare_portrait
 from ..tracking.portrait_fit import fit_portraits
@@ -295,6 +297,8 @@ def _save(ctx, req, preset, head_model, portraits, fit, result, main: SynthesisI
     }
     with ctx.store.begin() as writer:
         writer.write("splats.npz", local.arrays())
+        if local.expression_colour is not None:
+            writer.write(EXPRESSION_COLOUR_FILE, {EXPRESSION_COLOUR_FIELD: local.expression_colour})
         writer.write("rig.npz", rig_arrays(head_model, fit.shape))
         writer.write("fit.npz", fit_arrays)
         writer.write("preview.png", png_bytes(preview))

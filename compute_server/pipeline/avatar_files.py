@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from shared.camera import Camera
-from shared.splat_format import LocalSplats
+from shared.splat_format import EXPRESSION_COLOUR_FILE, LocalSplats
 
 from ..errors import UserError
 from ..head.model import HeadModel
@@ -76,7 +76,8 @@ def avatar_head_model(catalog, metadata: dict, rig, device) -> HeadModel:
 def load_avatar(store, avatar_id: str, catalog, device: torch.device) -> LoadedAvatar:
     """Read an avatar from the store and its head model from the catalog (UserError if the
     model it was made with is not available on this server any more)."""
-    metadata, arrays, _ = store.get(avatar_id, ["splats.npz", "rig.npz"])
+    extra = [EXPRESSION_COLOUR_FILE] if (store.path(avatar_id) / EXPRESSION_COLOUR_FILE).is_file() else []
+    metadata, arrays, _ = store.get(avatar_id, ["splats.npz", "rig.npz"] + extra)
     if "splats" not in arrays or "rig" not in arrays:
         raise UserError("bad_file", f"avatar {avatar_id} has no splats/rig data; it was not made by avatar.create")
     head_info = metadata.get("head_model", {})
@@ -85,7 +86,8 @@ def load_avatar(store, avatar_id: str, catalog, device: torch.device) -> LoadedA
     if expected and head_model.source_sha256 and expected != head_model.source_sha256:
         raise UserError("bad_model", f"avatar {avatar_id} was made with a different version of head model "
                                      f"{head_info.get('name')!r} than this server has; recreate the avatar")
-    splats = LocalSplats.from_arrays({k: np.array(v) for k, v in arrays["splats"].items()})
+    stem = EXPRESSION_COLOUR_FILE.rsplit(".", 1)[0]
+    splats = LocalSplats.from_arrays({k: np.array(v) for k, v in {**arrays["splats"], **arrays.get(stem, {})}.items()})
     splats.check_binding(head_model.n_faces)
     if splats.expression_colour is not None and splats.expression_colour.shape[1] != head_model.n_expr + 3:
         raise UserError("bad_file", f"avatar {avatar_id}'s expression colour has {splats.expression_colour.shape[1]} "
