@@ -312,18 +312,19 @@ def test_a_photo_says_nothing_beyond_its_frame(scene):
     assert photo_view(m, portrait, fit, 0)[0].loss_mask is None
 
 
-def test_a_real_views_soft_outline_around_the_scalp_is_left_unsupervised():
-    """The matte's soft rim where the scalp's outline is seen edge-on is neither head nor
-    background in a photo's or clip frame's loss (inside the frame only); the rest of the
-    rim, the sure head and the sure background around it stay supervised."""
-    from compute_server.views.masks import SOFT_RIM, real_view_loss_mask
+def test_a_real_views_soft_outline_around_the_scalp_counts_little():
+    """The matte's soft rim where the scalp's outline is seen edge-on counts little in a
+    photo's or clip frame's loss (inside the frame only); the rest of the rim, the sure head
+    and the sure background around it count fully."""
+    from compute_server.views.masks import SOFT_RIM, SOFT_RIM_WEIGHT, real_view_loss_mask
 
     yy, xx = np.mgrid[0:64, 0:64]
     matte = np.clip((20.0 - np.hypot(yy - 32, xx - 32)) / 4.0 + 0.5, 0.0, 1.0)   # a disc with a 4 px soft edge
     rim = (matte > SOFT_RIM[0]) & (matte < SOFT_RIM[1])
     top = yy < 32                                                    # the scalp's side of the head
     keep = real_view_loss_mask(matte, None, top)
-    assert rim.sum() > 300 and (keep[rim & top] == 0).all() and (keep[~(rim & top)] == 1).all()
+    assert 0 <= SOFT_RIM_WEIGHT < 0.5
+    assert rim.sum() > 300 and (keep[rim & top] == SOFT_RIM_WEIGHT).all() and (keep[~(rim & top)] == 1).all()
     assert real_view_loss_mask(matte, None) is None                  # no scalp given: all of it
     valid = np.ones_like(matte)
     valid[:, :8] = 0.0                                               # the crop's padding

@@ -36,7 +36,8 @@ from scipy import ndimage
 from shared.camera import Camera
 
 HAIR_MARGIN_FRACTION = 0.09   # of the image size: how far hair may stand off the mesh silhouette
-SOFT_RIM = (0.05, 0.95)        # matte values of the outline's soft rim (unsupervised around the scalp)
+SOFT_RIM = (0.05, 0.95)        # matte values of the outline's soft rim (down-weighted around the scalp)
+SOFT_RIM_WEIGHT = 0.2          # its loss weight there (d0 at 300 it: 0 -> 37 hole px, 0.2 -> 9, 0.5 -> 378)
 SCALP_ZONE_FRACTION = 0.03     # of the image size: how far beyond the scalp's silhouette its rim may lie
 SILHOUETTE_TOLERANCE_FRACTION = 0.01   # of the photo's size: the matte is grown this much before the
                                        # hull test, so a fit a pixel or two off never clears the head
@@ -76,21 +77,22 @@ def scalp_zone(mesh_mask: np.ndarray, face_ids: np.ndarray, face_region: np.ndar
 def real_view_loss_mask(matte: np.ndarray, valid: np.ndarray | None,
                         scalp: np.ndarray | None = None) -> np.ndarray | None:
     """A real view's (photo's, clip frame's) loss mask, (H, W) float or None for all of it:
-    its real pixels only, less the soft rim of the person's matte around the scalp
-    (``scalp``: (H, W) bool, ``scalp_zone``; None: no rim is left out).
+    its real pixels only, with the soft rim of the person's matte around the scalp weighted
+    down to SOFT_RIM_WEIGHT (``scalp``: (H, W) bool, ``scalp_zone``; None: no rim).
 
     Beyond the photo's frame (the crop's padding) nothing is known; supervising it as
     background trained the neck and crown that a tight photo cuts off transparent, seen as
     holes from every other side. The matte's soft rim (SOFT_RIM) is where the head's outline
     is seen edge-on: the Gaussians there cover the top and sides of the hair, which other
     views see face-on, and fitting them to the rim's partial coverage made them
-    see-through (a pale patch on the crown from the side). What lies outside the rim is
-    still trained as background, so the outline keeps its place. Elsewhere (the cheeks,
+    see-through (a pale patch on the crown from the side); weighted down (left out
+    entirely, more holes were left) the other views keep them opaque. What lies outside the
+    rim is still trained as background, so the outline keeps its place. Elsewhere (the cheeks,
     ears, neck) the rim stays supervised: the photo's own soft edge is reproduced there."""
     keep = np.ones(np.shape(matte), np.float32) if valid is None else np.asarray(valid, np.float32).copy()
     if scalp is not None:
         m = np.asarray(matte)
-        keep[(m > SOFT_RIM[0]) & (m < SOFT_RIM[1]) & np.asarray(scalp, bool)] = 0.0
+        keep[(m > SOFT_RIM[0]) & (m < SOFT_RIM[1]) & np.asarray(scalp, bool)] *= SOFT_RIM_WEIGHT
     return None if np.all(keep >= 1.0) else keep
 
 
