@@ -182,7 +182,17 @@ def _d0_frames(count: int, side: int = 192) -> list[np.ndarray]:
 
 @needs_clip
 @pytest.mark.slow
-def test_a_clip_with_long_stretches_without_a_face_warns_and_uses_the_rest(client, tmp_path):
+def test_a_clip_with_long_stretches_without_a_face_warns_and_the_rest_makes_a_whole_avatar(client, tmp_path,
+                                                                                          monkeypatch):
+    """A clip with 0.9 s of wall: a warning names the gap and the rest is used. The avatar it
+    makes is a clip avatar in full: the scalp fitted to the lead frame's outline in its rig,
+    and (the bar of 20 frames lowered for this short clip) an expression colour that
+    render.frames applies per frame: an animated PLY frame's f_dc is sh_dc + term . code."""
+    from compute_server.pipeline import video_avatar
+    from compute_server.splats.ply import read_ply_columns
+    from shared.splat_format import expression_code
+
+    monkeypatch.setattr(video_avatar, "EXPRESSION_COLOUR_MIN_VIEWS", 5)
     frames = _d0_frames(40)
     for i in range(8, 30):                       # 22 frames (0.9 s) of wall
         frames[i] = np.full_like(frames[i], 127)
@@ -198,7 +208,7 @@ def test_a_clip_with_long_stretches_without_a_face_warns_and_uses_the_rest(clien
     stages = [e.get("stage") for e in events]
     assert "track" in stages and "optimize" in stages
     assert any(e.get("train_frames") == 6 for e in events)
-    avatar = client.get_avatar(result["avatar"], include=["rig.npz"])
+    avatar = client.get_avatar(result["avatar"], include=["rig.npz", "splats.npz", "expression_colour.npz"])
     metadata = avatar["metadata"]
     assert metadata["clip"]["train_frames"] == 6 and len(metadata["sources"]) == 6
     # the scalp fitted to the lead frame's outline, as for a photo: in the rig's rest
@@ -211,40 +221,23 @@ def test_a_clip_with_long_stretches_without_a_face_warns_and_uses_the_rest(clien
     np.testing.assert_allclose(np.array(rig["rest_vertices"]) - offset, base["rest_vertices"], atol=1e-6)
     face = np.unique(base["faces"][base["face_region"] == base["region_names"].index("face")])
     assert np.abs(offset).max() > 1e-3 and not offset[face].any()
-
-
-@needs_clip
-@pytest.mark.slow
-def test_a_clip_avatar_learns_an_expression_colour_and_renders_use_it(client, tmp_path, monkeypatch):
-    """Where enough frames train (the bar lowered for a tiny clip), the avatar carries a
-    per-Gaussian expression colour, and render.frames colours each frame at its own
-    expression: an animated PLY frame's f_dc is sh_dc + expression_colour . code."""
-    from compute_server.pipeline import video_avatar
-    from compute_server.splats.ply import read_ply_columns
-    from shared.splat_format import expression_code
-
-    monkeypatch.setattr(video_avatar, "EXPRESSION_COLOUR_MIN_VIEWS", 5)
-    data = _write_video(tmp_path / "talk.mp4", _d0_frames(24))
-    job = client.submit("avatar.create", {"video": {"name": "talk.mp4", "data": data}, "preset": "draft",
-                                          "options": dict(TINY)})
-    result = client.wait_job(job, timeout_s=300)
-    avatar = client.get_avatar(result["avatar"], include=["splats.npz", "expression_colour.npz"])
-    n_expr = avatar["metadata"]["head_model"]["n_expr"]
+    # the expression colour: its own file (the add-on does not fetch it), used by renders
+    n_expr = metadata["head_model"]["n_expr"]
     splats = {k: np.array(v) for k, v in avatar["arrays"]["splats"].items()}
-    assert "expression_colour" not in splats                 # its own file: the add-on does not fetch it
+    assert "expression_colour" not in splats
     term = np.array(avatar["arrays"]["expression_colour"]["expression_colour"])
     assert term.shape == (result["splats"], n_expr + 3, 3) and np.abs(term).max() > 0
     expr = np.zeros((2, n_expr), np.float32)
     expr[1] = 0.5
     jaw = np.zeros((2, 3), np.float32)
     jaw[1, 0] = 0.3
-    frames = {}
+    shown = {}
     render = client.submit("render.frames", {"avatar": result["avatar"], "params": {"expr": expr, "jaw_pose": jaw},
                                              "format": "ply", "camera_preset": "portrait"})
-    client.wait_job(render, on_progress=lambda e: frames.__setitem__(e["frame_index"], e) if e.get("frame") else None,
+    client.wait_job(render, on_progress=lambda e: shown.__setitem__(e["frame_index"], e) if e.get("frame") else None,
                     timeout_s=120)
     for i in range(2):
-        columns = read_ply_columns(bytes(frames[i]["frame"]["data"]))
+        columns = read_ply_columns(bytes(shown[i]["frame"]["data"]))
         f_dc = np.stack([columns[f"f_dc_{c}"] for c in range(3)], 1)
         expected = splats["sh_dc"] + np.einsum("nck,c->nk", term, expression_code(expr[i], jaw[i]))
         np.testing.assert_allclose(f_dc, expected, atol=1e-5)
