@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..views.masks import head_region, real_view_loss_mask, scalp_zone
+from ..views.real_views import real_view
 from ..views.records import TrainingView
-from ..views.surface import SurfaceView, render_surface
+from ..views.surface import SurfaceView
 from . import previews
 from .video_avatar import ClipFrames
 
@@ -29,22 +29,13 @@ def posed_vertices(head_model, params: dict) -> np.ndarray:
 
 
 def photo_view(head_model, portrait, fit, index: int) -> tuple[TrainingView, np.ndarray, SurfaceView]:
-    """Photo ``index`` as a training view: its fitted parameters and camera, the loss on its
-    matte within the head region; with the posed vertices and the mesh surface it was made on."""
-    faces = head_model.faces.cpu().numpy()
-    face_region = head_model.face_region.cpu().numpy()
+    """Photo ``index`` as a training view (``views.real_views``): its fitted parameters and
+    camera; with the posed vertices and the mesh surface it was made on."""
     params = fit.head_params(index)
     vertices = posed_vertices(head_model, params)
-    camera = fit.images[index].camera
-    surface = render_surface(vertices, faces, [camera])[0]
-    region = head_region(surface.mask, camera, vertices, faces, face_region, head_model.region_names)
-    valid = getattr(portrait, "valid", None)
-    mask = (portrait.matte * (1.0 if valid is None else valid) * region).astype(np.float32)
-    view = TrainingView(image=portrait.image, mask=mask, camera=camera, head_params=params, weight=1.0,
-                        loss_mask=real_view_loss_mask(portrait.matte, valid,
-                                                      scalp_zone(surface.mask, surface.face_ids, face_region,
-                                                                 head_model.region_names)),
-                        normals=surface.normals_camera.astype(np.float32), kind="input", name=portrait.name)
+    view, surface = real_view(portrait.image, portrait.matte, getattr(portrait, "valid", None), fit.images[index].camera,
+                              vertices, head_model.faces.cpu().numpy(), head_model.face_region.cpu().numpy(),
+                              head_model.region_names, params, portrait.name)
     return view, vertices, surface
 
 

@@ -38,7 +38,7 @@ from ..tracking.frame_selection import FrameQuality, select_frames
 from ..tracking.video_track import track_landmarks
 from ..training.init import initialize_splats
 from ..training.optimize import optimize_splats
-from ..views.masks import head_region, real_view_loss_mask, scalp_zone
+from ..views.real_views import real_view
 from ..views.records import TrainingView
 from ..views.sampling import fixed_ring, head_centre
 from ..views.surface import render_surface
@@ -343,20 +343,14 @@ def _frame_views(crops: list[ClipCrop], track, head_model, name: str, sha256: st
         crop = crops[i]
         camera = _frame_camera(track.camera, axis_angle_to_matrix(rotation[i]), roots[i], translation[i],
                                crop.crop_to_source, crop.image.shape[0])
-        vertices = vertices_all[i]
-        surface = render_surface(vertices, faces, [camera])[0]
-        region = head_region(surface.mask, camera, vertices, faces, face_region, head_model.region_names)
         matte = portrait_matte(crop.image, crop.valid, segmenter).matte
-        mask = (matte * crop.valid * region).astype(np.float32)
         params = {key: np.asarray(value[i], np.float32) for key, value in canonical.items()}
         frame_name = f"{name} frame {crop.index}"
-        views.append(TrainingView(image=foreground_colours(crop.image.astype(np.float32) / 255.0, matte),
-                                  mask=mask, camera=camera,
-                                  head_params=params, weight=1.0, normals=surface.normals_camera.astype(np.float32),
-                                  loss_mask=real_view_loss_mask(matte, crop.valid,
-                                                                scalp_zone(surface.mask, surface.face_ids,
-                                                                           face_region, head_model.region_names)),
-                                  kind="input", name=frame_name, meta={"frame": crop.index}))
+        view, surface = real_view(foreground_colours(crop.image.astype(np.float32) / 255.0, matte), matte, crop.valid,
+                                  camera, vertices_all[i], faces, face_region, head_model.region_names, params,
+                                  frame_name, meta={"frame": crop.index})
+        views.append(view)
+        mask = view.mask
         seen_ids = surface.face_ids[surface.mask & (mask > 0.5)]
         seen[np.unique(seen_ids[seen_ids >= 0])] += 1
         sources.append(ClipFrameSource(name=frame_name, source_sha256=sha256, source_size=tuple(frame_size),
