@@ -234,8 +234,7 @@ def run(ctx, req: RenderRequest, services) -> dict:
             cam = cameras[i]
             viewmats, Ks = stack_cameras([cam], device=device)
             with torch.no_grad():
-                code = (expression_code(hp.expr[i - start], hp.jaw_pose[i - start])
-                        if avatar.splats.has_expression_colour else None)
+                code = expression_code(hp.expr[i - start], hp.jaw_pose[i - start])
                 out = render_avatar(avatar.splats, vertices[i - start], head_model.faces, viewmats, Ks, cam.width,
                                     cam.height, with_depth=req.depth, colour_code=code)
             rgb = out.rgb[0].cpu().numpy()

@@ -170,7 +170,7 @@ def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[Tr
         use_normals = (settings.normal_weight > 0 and view.normals is not None
                        and step >= settings.normal_start_fraction * settings.iterations)
         vertices = view.vertices()
-        code = _code(view) if model.has_expression_colour else None
+        code = _code(view)
         out = render_avatar(model, vertices, faces, view.viewmats, view.Ks, view.width, view.height,
                             background=background, with_normals=use_normals, sh_degree=sh_degree,
                             colour_code=code)
@@ -301,7 +301,7 @@ def _prior_views(model: SplatModel, photo: _PreparedView, faces: torch.Tensor, p
     width, height = cameras[0].width, cameras[0].height
     out = render_avatar(model, vertices, faces, viewmats, Ks, width, height,
                         background=torch.ones(3, device=vertices.device),
-                        colour_code=_code(photo) if model.has_expression_colour else None)
+                        colour_code=_code(photo))
     surfaces = render_surface(verts_np, faces.cpu().numpy(), cameras)
     request = PriorRequest(
         renders=out.rgb.clamp(0, 1).cpu().numpy(), alphas=out.alpha.cpu().numpy(),
@@ -331,7 +331,7 @@ def _preview_png(model: SplatModel, view: _PreparedView, faces: torch.Tensor, si
     Ks = view.Ks.clone()
     Ks[:, :2] *= scale
     out = render_avatar(model, view.vertices().detach(), faces, view.viewmats, Ks, w, h,
-                        colour_code=_code(view) if model.has_expression_colour else None)
+                        colour_code=_code(view))
     rgba = torch.cat([out.rgb[0], out.alpha[0, ..., None]], dim=-1).clamp(0, 1)
     if beside_target:
         real = torch.cat([view.image[0] * view.mask[0, ..., None], view.mask[0, ..., None]], dim=-1)
@@ -349,7 +349,7 @@ def evaluate_views(model: SplatModel, views: list[_PreparedView], faces: torch.T
     psnrs, ssims = [], []
     for view in views:
         out = render_avatar(model, view.vertices().detach(), faces, view.viewmats, view.Ks, view.width, view.height,
-                            colour_code=_code(view) if model.has_expression_colour else None)
+                            colour_code=_code(view))
         fg = (view.mask > 0.5).float()
         target = view.image * view.mask[..., None]
         psnrs.append(psnr(out.rgb, target, fg))
