@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,6 +181,14 @@ def test_a_worker_killed_mid_render_loses_no_frame(client, created):
     assert killed and result["frames"] == 36
     assert [f["frame_index"] for f in _frames(events)] == list(range(36))  # every frame, once, in order
     assert any(e.get("stage") == "retrying" and killed[0]["name"] in e["message"] for e in events)
+    # Ray restarts the killed actor; the new process removes the dead one's folder (its avatar cache)
+    deadline = time.monotonic() + 180
+    while not any(w["name"] == killed[0]["name"] and w["pid"] not in (None, killed[0]["pid"])
+                  and not w["restarting"] for w in _workers(client)):
+        assert time.monotonic() < deadline, _workers(client)
+        time.sleep(0.5)
+    back = next(w for w in _workers(client) if w["name"] == killed[0]["name"])
+    assert Path(back["root"]).is_dir() and not Path(killed[0]["root"]).exists()
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 ACTOR_CONCURRENCY = 4    # one thread runs the job, the others answer events/cancel/identity
 START_TIMEOUT_S = 180.0  # actors import torch and load the head model before they answer
 RESTART_GIVE_UP_S = 600.0  # a worker not back this long after its process died is left out
+RELEASE_WAIT_S = 5.0  # how long close() waits for the workers to remove their folders
 
 
 @dataclass
@@ -41,7 +42,8 @@ class PooledWorker:
     def describe(self) -> dict:
         return {"name": self.name, "pid": self.identity.get("pid"), "node": self.identity.get("node"),
                 "device": self.identity.get("device"), "job": self.job,
-                "jobs_done": self.identity.get("jobs_done", 0), "restarting": self.lost_at is not None}
+                "jobs_done": self.identity.get("jobs_done", 0), "restarting": self.lost_at is not None,
+                "root": self.identity.get("root")}
 
 
 class WorkerPool:
@@ -144,9 +146,16 @@ class WorkerPool:
             return [w.describe() for w in self.workers]
 
     def close(self) -> None:
-        """Stop the actors (they would also go with the front's process)."""
+        """Stop the actors (they would also go with the front's process), after asking each
+        to remove its folder (a few seconds at most: a busy or lost worker is stopped anyway)."""
         if not self.connection.reachable:
             return
+        ray = self.connection.ray
+        try:
+            ray.wait([w.handle.release.remote() for w in self.workers], num_returns=len(self.workers),
+                     timeout=RELEASE_WAIT_S)
+        except Exception as exc:  # noqa: BLE001 - best effort at shutdown
+            log.debug("asking the workers to remove their folders: %s", exc)
         for worker in self.workers:
             try:
                 self.connection.ray.kill(worker.handle, no_restart=True)

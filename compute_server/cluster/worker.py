@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import re
 import shutil
 import socket
 import tempfile
@@ -31,6 +32,44 @@ from compute_server.jobs.context import JobContext
 from .avatar_shipping import AvatarPayload, publish_payload, read_payload
 
 JOB_PLUGIN_MODULES = ("compute_server.pipeline.plugin",)
+# Every worker's folder (its avatar cache and job outputs) lives here, named
+# "<worker>-pid<pid>-<random>", so that a worker can tell the folders of dead ones.
+WORKER_ROOTS = "headsplat-workers"
+_ROOT_PID = re.compile(r"-pid(\d+)-")
+
+
+def make_worker_root(name: str, parent: Path | None = None) -> Path:
+    """A fresh folder for worker ``name``, after removing those of workers that are gone.
+
+    Why: a worker's folder caches every avatar it was sent, and Ray stops actors by killing
+    them (``ray.kill``, a crash, a restart after a lost node), so no worker can be trusted
+    to clean up after itself; the next worker on the machine does it instead.
+    """
+    parent = parent or Path(tempfile.gettempdir()) / WORKER_ROOTS
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_worker_roots(parent)
+    return Path(tempfile.mkdtemp(prefix=f"{name}-pid{os.getpid()}-", dir=parent))
+
+
+def remove_dead_worker_roots(parent: Path) -> list[Path]:
+    """Remove the folders under ``parent`` whose worker process no longer runs; returns them."""
+    removed = []
+    for folder in parent.iterdir():
+        match = _ROOT_PID.search(folder.name)
+        if match and folder.is_dir() and not _process_alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # someone else's process: alive
+        return True
+    return True
 
 
 @dataclass
@@ -118,7 +157,7 @@ class JobWorker:
 
         torch.set_num_threads(max(1, int(torch_threads)))
         self.name = name
-        self.root = Path(tempfile.mkdtemp(prefix=f"headsplat-{name}-"))
+        self.root = make_worker_root(name)
         self.store = AvatarStore(self.root / "avatars")  # this worker's avatar cache
         self.device = resolve_device("cuda" if _assigned_gpus() else "cpu")
         worker_config = replace(config, data_dir=self.root, curve=None, cluster=None)
@@ -144,7 +183,13 @@ class JobWorker:
         """Who this worker is and what it does now (server.info, job status, tests)."""
         return {"name": self.name, "pid": os.getpid(), "node": _node_address(), "device": str(self.device),
                 "running": self._running, "jobs_done": self._jobs_done,
-                "avatars_cached": sum(1 for _ in self.store.list()), "started_at": self._started_at}
+                "avatars_cached": sum(1 for _ in self.store.list()), "started_at": self._started_at,
+                "root": str(self.root)}
+
+    def release(self) -> None:
+        """Remove this worker's folder (its avatar cache): the front calls it before it stops
+        the actor. A worker killed without it is cleaned up by the next one on its machine."""
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def events(self, task_id: str) -> list[dict]:
         """The reports task ``task_id`` made since the last call."""
