@@ -245,6 +245,8 @@ def shared_server(tmp_root: Path | None = None):
                 server.terminate(20.0)
             except subprocess.TimeoutExpired:
                 server.kill()
+            if tmp_root is None:   # our own folder: its avatars would pile up in /tmp run after run
+                shutil.rmtree(root, ignore_errors=True)
         atexit.register(stop)
     return _SINGLETONS["server"]
 
