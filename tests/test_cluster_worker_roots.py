@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from compute_server.cluster.worker import make_worker_root, remove_dead_worker_roots
+from compute_server.cluster.worker import make_worker_root, remove_dead_worker_roots, worker_roots_parent
 
 
 def _dead_pid() -> int:
@@ -28,3 +28,12 @@ def test_a_new_worker_removes_the_folders_of_dead_workers_only(tmp_path):
     assert root.is_dir() and root.parent == tmp_path and f"-pid{os.getpid()}-" in root.name
     assert not dead.exists() and alive.is_dir() and unrelated.is_dir()
     assert remove_dead_worker_roots(tmp_path) == []   # nothing else is dead
+
+
+def test_each_user_has_a_folder_of_their_own():
+    """Two people's clusters on one machine: a shared /tmp/headsplat-workers made by one of
+    them (mode 755) would stop the other's workers from starting."""
+    parent = worker_roots_parent()
+    assert parent.name.startswith("headsplat-workers-")
+    if hasattr(os, "getuid"):
+        assert parent.name == f"headsplat-workers-{os.getuid()}"

@@ -32,10 +32,17 @@ from compute_server.jobs.context import JobContext
 from .avatar_shipping import AvatarPayload, publish_payload, read_payload
 
 JOB_PLUGIN_MODULES = ("compute_server.pipeline.plugin",)
-# Every worker's folder (its avatar cache and job outputs) lives here, named
-# "<worker>-pid<pid>-<random>", so that a worker can tell the folders of dead ones.
+# Every worker's folder (its avatar cache and job outputs) lives in one folder per user,
+# named "<worker>-pid<pid>-<random>", so that a worker can tell the folders of dead ones.
 WORKER_ROOTS = "headsplat-workers"
 _ROOT_PID = re.compile(r"-pid(\d+)-")
+
+
+def worker_roots_parent() -> Path:
+    """``<tmp>/headsplat-workers-<user id>``: per user, so two people's clusters on one
+    machine never share (or fail to write) one folder."""
+    user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return Path(tempfile.gettempdir()) / f"{WORKER_ROOTS}-{user}"
 
 
 def make_worker_root(name: str, parent: Path | None = None) -> Path:
@@ -45,7 +52,7 @@ def make_worker_root(name: str, parent: Path | None = None) -> Path:
     them (``ray.kill``, a crash, a restart after a lost node), so no worker can be trusted
     to clean up after itself; the next worker on the machine does it instead.
     """
-    parent = parent or Path(tempfile.gettempdir()) / WORKER_ROOTS
+    parent = parent or worker_roots_parent()
     parent.mkdir(parents=True, exist_ok=True)
     remove_dead_worker_roots(parent)
     return Path(tempfile.mkdtemp(prefix=f"{name}-pid{os.getpid()}-", dir=parent))
