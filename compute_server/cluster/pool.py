@@ -158,6 +158,6 @@ class WorkerPool:
             log.debug("asking the workers to remove their folders: %s", exc)
         for worker in self.workers:
             try:
-                self.connection.ray.kill(worker.handle, no_restart=True)
+                ray.kill(worker.handle, no_restart=True)
             except Exception as exc:  # noqa: BLE001 - best effort at shutdown
                 log.debug("stopping worker %s: %s", worker.name, exc)

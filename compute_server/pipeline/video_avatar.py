@@ -350,8 +350,7 @@ def _frame_views(crops: list[ClipCrop], track, head_model, name: str, sha256: st
                                   camera, vertices_all[i], faces, face_region, head_model.region_names, params,
                                   frame_name, meta={"frame": crop.index})
         views.append(view)
-        mask = view.mask
-        seen_ids = surface.face_ids[surface.mask & (mask > 0.5)]
+        seen_ids = surface.face_ids[surface.mask & (view.mask > 0.5)]
         seen[np.unique(seen_ids[seen_ids >= 0])] += 1
         sources.append(ClipFrameSource(name=frame_name, source_sha256=sha256, source_size=tuple(frame_size),
                                        crop_to_source=crop.crop_to_source))

@@ -184,7 +184,7 @@ def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[Tr
                 normal_mask = normal_mask * view.loss_mask
             loss = loss + settings.normal_weight * normal_consistency_loss(out.normals, view.normals, normal_mask)
         loss = loss * view.view.weight
-        if code is not None and settings.expression_colour_weight > 0:
+        if settings.expression_colour_weight > 0:   # the model has the term: added at the start
             change = SH_C0 * model.expression_dc(code)           # the colour change at this expression
             loss = loss + settings.expression_colour_weight * change.square().sum(-1).mean()
         loss = loss + settings.pos_weight * position_regularizer(model.params["means"], settings.pos_threshold)
