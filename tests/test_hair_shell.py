@@ -8,29 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from compute_server.head.model import HeadParams, load_head_model
+from compute_server.head.model import HeadParams
 from compute_server.pipeline.avatar_files import rig_arrays
 from compute_server.views.hair_shell import MAX_SCALE, fit_hair_shell, scalp_weights
 from compute_server.views.sampling import head_centre
 from compute_server.views.surface import render_surface
-from shared.camera import Camera, orbit_camera
+from shared.camera import Camera
+
+from tests.head_scene import posed_head_scene, vertices_of
 
 SIZE = 160
 
 
 @pytest.fixture(scope="module")
 def scene():
-    model = load_head_model()
-    params = HeadParams.zeros(model, 1)
-    params.rotation[0] = torch.tensor([0.05, 0.25, 0.03])       # a head turned a little: the offset must turn with it
-    params.neck_pose[0] = torch.tensor([0.1, 0.0, 0.0])
-    with torch.no_grad():
-        vertices = model(params).vertices[0].numpy().astype(np.float64)
-    camera = orbit_camera(0, 0, 1.0, target=head_centre(vertices), width=SIZE, height=SIZE, fov_y_deg=25)
-    faces, region = model.faces.numpy(), model.face_region.numpy()
-    surface = render_surface(vertices, faces, [camera])[0]
-    return {"model": model, "params": params, "vertices": vertices, "faces": faces, "region": region,
-            "camera": camera, "surface": surface}
+    return posed_head_scene(SIZE)
 
 
 def _fit(scene, matte, camera=None, surface=None, valid=None):
@@ -38,12 +30,6 @@ def _fit(scene, matte, camera=None, surface=None, valid=None):
     return fit_hair_shell(scene["vertices"], scene["faces"], scene["region"], m.region_names,
                           camera or scene["camera"], matte, (surface or scene["surface"]).mask,
                           (surface or scene["surface"]).face_ids, valid)
-
-
-def _vertices_of(scene, names):
-    m = scene["model"]
-    ids = [m.region_names.index(n) for n in names]
-    return np.unique(scene["faces"][np.isin(scene["region"], ids)])
 
 
 def _shelled(scene, shell):
@@ -63,7 +49,7 @@ def test_hair_standing_off_the_skull_widens_the_scalp_and_leaves_the_face(scene)
     grows to it (the posed mesh's outline matches it above the ears), the face, ears and
     neck do not move, and no vertex moves further than the largest scale allows."""
     cam, mask = scene["camera"], scene["surface"].mask
-    scalp = scene["vertices"][_vertices_of(scene, ["scalp"])]
+    scalp = scene["vertices"][vertices_of(scene, ["scalp"])]
     cx, cy = cam.project(0.5 * (scalp.min(axis=0) + scalp.max(axis=0))[None])[0, :2]
     top = np.nonzero(mask)[0].min()
     assert top > 10                                            # the whole head is in the frame
@@ -77,7 +63,7 @@ def test_hair_standing_off_the_skull_widens_the_scalp_and_leaves_the_face(scene)
     after = render_surface(moved, scene["faces"], [cam])[0].mask
     upper = yy < cy                                            # above the cranium's middle: the scalp's outline
     assert _iou(after & upper, matte.astype(bool) & upper) > 0.93 > _iou(mask & upper, matte.astype(bool) & upper)
-    still = _vertices_of(scene, ["face", "ear", "neck", "eyeball", "teeth", "mouth_interior"])
+    still = vertices_of(scene, ["face", "ear", "neck", "eyeball", "teeth", "mouth_interior"])
     np.testing.assert_allclose(moved[still], scene["vertices"][still], atol=1e-6)
     reach = np.ptp(scene["vertices"], axis=0).max()
     assert np.linalg.norm(moved - scene["vertices"], axis=1).max() < (MAX_SCALE - 1.0) * reach
@@ -98,7 +84,7 @@ def test_a_crown_the_photo_shows_as_background_comes_down(scene):
     _, moved = _shelled(scene, shell)
     after = render_surface(moved, scene["faces"], [cam])[0].mask
     assert abs(np.nonzero(after)[0].min() - cut) <= 2
-    face = _vertices_of(scene, ["face"])
+    face = vertices_of(scene, ["face"])
     np.testing.assert_allclose(moved[face], scene["vertices"][face], atol=1e-6)
 
 
@@ -138,7 +124,7 @@ def test_the_static_offset_poses_with_the_head_and_reaches_the_rig(scene):
     model, params = scene["model"], scene["params"]
     rng = np.random.default_rng(0)
     posed_change = np.zeros((model.n_verts, 3), np.float32)
-    scalp = _vertices_of(scene, ["scalp"])
+    scalp = vertices_of(scene, ["scalp"])
     posed_change[scalp] = rng.normal(0, 0.01, (len(scalp), 3))
     shelled = model.with_static_offset(model.rest_offset_for(params, posed_change))
     assert not model.static_offset.any()                        # the shared model is not changed

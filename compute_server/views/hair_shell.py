@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import cKDTree
-
 from shared.camera import Camera
+
+from .region_weights import region_weights
 
 SHELL_BINS = 120            # directions around the axis (3 degrees each)
 MIN_SCALE, MAX_SCALE = 0.8, 1.5    # of the mesh's radius in a direction: a crown lowered, hair standing off
@@ -59,22 +59,8 @@ class HairShell:
 
 def scalp_weights(vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarray, region_names: list[str],
                   fade_m: float = BORDER_FADE_M) -> np.ndarray:
-    """(V,) in [0, 1]: how much each vertex follows the shell. 1 inside the scalp, 0 on every
-    other region, a smooth ramp over ``fade_m`` (straight-line distance to the nearest vertex
-    of another region) in between."""
-    scalp_id = region_names.index("scalp")
-    in_scalp = np.zeros(len(vertices), bool)
-    in_scalp[faces[face_region == scalp_id].reshape(-1)] = True
-    other = np.zeros(len(vertices), bool)
-    other[faces[face_region != scalp_id].reshape(-1)] = True
-    only_scalp = in_scalp & ~other
-    weights = np.zeros(len(vertices))
-    if not only_scalp.any() or not other.any():
-        return weights
-    distance, _ = cKDTree(vertices[other]).query(vertices[only_scalp])
-    t = np.clip(distance / fade_m, 0.0, 1.0)
-    weights[only_scalp] = t * t * (3.0 - 2.0 * t)
-    return weights
+    """(V,) in [0, 1]: how much each vertex follows the shell (``region_weights`` of the scalp)."""
+    return region_weights(vertices, faces, face_region, region_names, ["scalp"], fade_m)
 
 
 def _first_exit(inside: np.ndarray) -> np.ndarray:
