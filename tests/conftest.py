@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.server_harness import inprocess_server, running_server
@@ -11,6 +13,39 @@ from tests.shared_data import REQUIRE_ENV, SHARED_DATA, missing_shared_files, sh
 SESSION_LIMIT_ARGS = ("--max-message-mb", "8", "--max-image-mp", "1", "--max-render-frames", "100",
                       "--max-queued-jobs", "3")
 SESSION_MAX_MESSAGE_BYTES = 8 * 2**20
+
+
+# Test files that share one process-wide set-up (tests/blender_helpers.py: the built add-on,
+# Blender's extension repository, the add-on's server) run on one worker under ``-n``.
+SHARED_PROCESS_GROUPS = {"test_addon_": "blender-addon"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist's ``--dist loadgroup`` (``./dev.sh test`` runs two workers), each
+    test file runs whole on one worker, so its module fixtures (trained avatars, Blender
+    scenes, a Ray cluster) are built once, not once per worker; the add-on's files share
+    one worker for their process-wide set-up. Without xdist the marks do nothing."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        name = item.path.name
+        group = next((g for prefix, g in SHARED_PROCESS_GROUPS.items() if name.startswith(prefix)), name)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_configure(config):
+    """An xdist worker takes its share of the cores for torch (and for the servers and
+    Blender processes it starts): two workers each spinning two OpenMP threads on a 2-core
+    machine run slower than one."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ.setdefault("OMP_NUM_THREADS", threads)
+        os.environ.setdefault("MKL_NUM_THREADS", threads)
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_sessionstart(session):
