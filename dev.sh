@@ -40,7 +40,7 @@ case "$cmd" in
         ensure_venv; install "[test]"
         # two workers (HEADSPLAT_TEST_WORKERS; 0 runs in one process): a test file runs whole on
         # one worker (tests/conftest.py), and the suite uses both cores of a CI machine
-        exec "$VENV/bin/python" -m pytest -n "${HEADSPLAT_TEST_WORKERS:-2}" --dist loadgroup "$@" ;;
+        exec "$VENV/bin/python" -m pytest -n "${HEADSPLAT_TEST_WORKERS:-2}" --dist loadfile "$@" ;;
     *)
         echo "usage: ./dev.sh demo|test [args...]" >&2; exit 2 ;;
 esac

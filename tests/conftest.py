@@ -15,23 +15,35 @@ SESSION_LIMIT_ARGS = ("--max-message-mb", "8", "--max-image-mp", "1", "--max-ren
 SESSION_MAX_MESSAGE_BYTES = 8 * 2**20
 
 
-# Test files that share one process-wide set-up (tests/blender_helpers.py: the built add-on,
-# Blender's extension repository, the add-on's server) run on one worker under ``-n``.
+# Test files that share one process-wide set-up (tests/blender_helpers.py: the built add-on and
+# its wheel cache, Blender's extension repository, the add-on's server) run on one worker.
 SHARED_PROCESS_GROUPS = {"test_addon_": "blender-addon"}
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """With pytest-xdist's ``--dist loadgroup`` (``./dev.sh test`` runs two workers), each
-    test file runs whole on one worker, so its module fixtures (trained avatars, Blender
-    scenes, a Ray cluster) are built once, not once per worker; the add-on's files share
-    one worker for their process-wide set-up. Without xdist the marks do nothing."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
-            continue
-        name = item.path.name
-        group = next((g for prefix, g in SHARED_PROCESS_GROUPS.items() if name.startswith(prefix)), name)
-        item.add_marker(pytest.mark.xdist_group(group))
+def work_unit(nodeid: str) -> str:
+    """The unit of work a worker takes whole: the test's file, or its shared-process group."""
+    path = nodeid.split("::", 1)[0]
+    name = path.rsplit("/", 1)[-1]
+    return next((group for prefix, group in SHARED_PROCESS_GROUPS.items() if name.startswith(prefix)), path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``./dev.sh test`` runs two pytest-xdist workers with ``--dist loadfile``: each test file
+    runs whole on one worker, so its module fixtures (trained avatars, Blender scenes, a Ray
+    cluster) are built once, not once per worker, and here the add-on's files also go
+    together (their process-wide set-up is built once, and two builds would share one wheel
+    cache). xdist's own ``loadgroup`` marks cannot do this under pytest 9 (they rewrite a
+    node id pytest no longer reads)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return FileGroupScheduling(config, log)
 
 
 def pytest_configure(config):
