@@ -151,3 +151,18 @@ def test_the_head_model_carries_the_neck_fit_for_every_real_view_path(scene):
     assert abs(np.nonzero(after.mask)[0].max() - cut) <= 3
     face = vertices_of(scene, ["face", "ear", "eyeball"])           # the scalp is the hair shell's to move
     np.testing.assert_allclose(moved[face], scene["vertices"][face], atol=1e-5)
+
+
+def test_a_neck_running_out_of_the_picture_keeps_its_length(scene):
+    """A photo framed tight under the chin: the neck leaves the image at its bottom edge,
+    where the matte simply stops. That is not the neck's end."""
+    from shared.camera import Camera
+
+    cam = scene["camera"]
+    neck_rows = np.nonzero(_neck_pixels(scene).any(axis=1))[0]
+    shift = float(SIZE - 1 - np.percentile(neck_rows, 60))          # the lower part of the neck below the frame
+    low = Camera(cam.world_to_camera, cam.fx, cam.fy, cam.cx, cam.cy + shift, cam.width, cam.height, cam.near, cam.far)
+    matte = render_surface(scene["vertices"], scene["faces"], [low])[0].mask.astype(np.float32)
+    m = scene["model"]
+    fit = fit_neck(scene["vertices"], scene["faces"], scene["region"], m.region_names, low, matte)
+    assert fit is None or (fit.length_scale == 1.0 and fit.width_scale.min() > 0.97)

@@ -140,9 +140,10 @@ def fit_neck(vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarray, r
     # 1. the length: background below the neck, inside the frame, all the way down
     middle, _, _, _ = neck_middle(px[:, 1])
     column = np.clip(np.round(middle).astype(int), 0, w - 1)
-    slice_rows = np.clip(np.round(top + (np.arange(n_slices) + 0.5) * slice_px).astype(int), 0, h - 1)
-    in_frame = (top + (np.arange(n_slices) + 0.5) * slice_px) <= h - 1
-    at_middle = person[slice_rows, column]
+    centres = top + (np.arange(n_slices) + 0.5) * slice_px
+    slice_rows = np.clip(np.round(centres).astype(int), 0, h - 1)
+    in_frame = (centres >= 0) & (centres <= h - 1) & (middle >= 0) & (middle <= w - 1)
+    at_middle = person[slice_rows, column] & in_frame
     known = in_frame & real[slice_rows, column]
     length_scale = 1.0
     below = ~at_middle & known
@@ -163,7 +164,7 @@ def fit_neck(vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarray, r
     measured = np.zeros((n_slices, 2), bool)
     for k in np.flatnonzero(held):
         centre_row = top + (k + 0.5) * slice_px
-        if centre_row > h - 1:
+        if not 0 <= centre_row <= h - 1:
             continue
         row, c = int(round(centre_row)), int(np.clip(round(middle[k]), 0, w - 1))
         if not (mesh[row, c] and person[row, c]):
