@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -67,6 +68,22 @@ def pytest_sessionstart(session):
         if missing:
             pytest.exit(f"{REQUIRE_ENV}/CI is set but {SHARED_DATA} lacks {', '.join(missing)}: CI runs with the "
                         "reference data beside the checkout, so these tests must not be skipped", returncode=4)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_handlers_restored():
+    """CLI entry points called in-process (doctor, session, demo, serve) point the root logger
+    at the stderr of the test that called them; pytest closes that stream when the test ends,
+    and a server thread of a later test then logged into it ("I/O operation on closed file").
+    Stream handlers a test adds to the root logger are taken off after it."""
+    root = logging.getLogger()
+    before = set(root.handlers)
+    level = root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in before and type(handler) is logging.StreamHandler:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture
