@@ -90,7 +90,7 @@ def measure_photo(name: str, data: bytes, args) -> tuple[BackViewScore, list[np.
     head = load_head_model("builtin", device="cpu")
     portrait = prepare_portrait(data, name, size=preset.image_size)
     fit = fit_portraits(head, [portrait], settings=preset.fit)
-    head, _ = hair_shells.with_hair_shell(head, portrait, fit)   # the scalp as the pipeline shapes it
+    head, _ = hair_shells.with_hair_shell(head, portrait, fit)   # scalp and neck as the pipeline shapes them
     faces, face_region = head.faces.numpy(), head.face_region.numpy()
     scalp = head.region_names.index("scalp")
     params = fit.head_params(0)

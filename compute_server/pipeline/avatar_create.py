@@ -147,7 +147,7 @@ def run(ctx, req: AvatarRequest, services) -> dict:
     stages.begin("fit", "fitting the head model")
     fit = fit_portraits(head_model, portraits, settings=preset.fit,
                         progress=lambda f, m: stages.report(f, f"fitting: {m}"))
-    head_model, _ = with_hair_shell(head_model, portraits[0], fit)   # the scalp to the (first) photo's outline
+    head_model, _ = with_hair_shell(head_model, portraits[0], fit)   # scalp and neck to the (first) photo's outline
     if len(portraits) > 1:  # several photos of one person: each is a frame of the clip path
         from .photo_frames import photo_training_frames
         from .video_avatar import clip_settings, train_on_frames

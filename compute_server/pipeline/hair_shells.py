@@ -3,9 +3,9 @@
 images: a photo, several photos, a clip.
 
 Why here and not in views: the fits become the head model's static offset, so every view,
-mask and training step after it sees the same scalp and neck, and the rig saved for Blender carries
-it. The fit needs the view's posed mesh and its coverage in the view's camera, which the
-pipeline has at hand; views.hair_shell only does the geometry.
+mask and training step after it sees the same scalp and neck, and the rig saved for Blender
+carries them. The fits need the view's posed mesh and its coverage in the view's camera,
+which the pipeline has at hand; views.hair_shell and views.neck_fit only do the geometry.
 """
 
 from __future__ import annotations
@@ -32,12 +32,10 @@ def with_shell_from_view(head_model, params: dict, camera, matte: np.ndarray,
     shell = fit_hair_shell(vertices, faces, face_region, head_model.region_names, camera,
                            matte, surface.mask, surface.face_ids, valid)
     neck = fit_neck(vertices, faces, face_region, head_model.region_names, camera, matte, valid)
-    offset = np.zeros_like(vertices)
-    for fitted in (shell, neck):
-        if fitted is not None:
-            offset += fitted.offset
-    if shell is None and neck is None:
+    fits = [fitted for fitted in (shell, neck) if fitted is not None]
+    if not fits:
         return head_model, None
+    offset = sum(fitted.offset for fitted in fits)
     hp = HeadParams.from_numpy({k: np.asarray(v, np.float32).reshape(1, -1) for k, v in params.items()},
                                device=head_model.faces.device)
     change = head_model.rest_offset_for(hp, offset.astype(np.float32))

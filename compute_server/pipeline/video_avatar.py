@@ -309,9 +309,10 @@ def _pose_canonical(head_model, canonical: dict) -> tuple[np.ndarray, np.ndarray
 
 
 def clip_hair_shell(head_model, crops: list[ClipCrop], track):
-    """The head model with its scalp fitted to the outline of the clip's most frontal kept
-    frame (``hair_shells``), as a photo's avatar gets it: the hair's volume beyond the
-    built-in bald scalp, and no crown standing above short hair. The lead frame, because it
+    """The head model with its scalp and neck fitted to the outline of the clip's most
+    frontal kept frame (``hair_shells``), as a photo's avatar gets it: the hair's volume beyond
+    the built-in bald scalp, no crown standing above short hair, no neck wider or longer than
+    the person's. The lead frame, because it
     shows the outline all round the top of the head and seeds the colours."""
     from .hair_shells import with_shell_from_view
 

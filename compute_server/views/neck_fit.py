@@ -70,6 +70,19 @@ def _fill(values: np.ndarray, known: np.ndarray, default: float) -> np.ndarray:
     return np.interp(idx, idx[known], values[known])
 
 
+def _slice_middles(slice_ids: np.ndarray, values: np.ndarray, n_slices: int) -> tuple:
+    """(S,) per slice, the middle of the range of ``values`` (N,) over the points in it
+    (``slice_ids`` (N,)), filled across slices that hold none; and (S,) which slices hold any."""
+    low = np.full(n_slices, np.inf)
+    high = np.full(n_slices, -np.inf)
+    np.minimum.at(low, slice_ids, values)
+    np.maximum.at(high, slice_ids, values)
+    held = np.isfinite(low)
+    middle = np.zeros(n_slices)
+    middle[held] = 0.5 * (low[held] + high[held])
+    return _fill(middle, held, float(values.mean())), held
+
+
 def _run(line: np.ndarray, start: int, real: np.ndarray) -> tuple[tuple[float, float], tuple[bool, bool]]:
     """The run of ``line`` (W,) bool through ``start``: its left and right edges (pixel
     borders), and whether each edge is known (the next pixel is real and in the row)."""
@@ -127,18 +140,10 @@ def fit_neck(vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarray, r
 
     def neck_middle(rows):
         """(S,) the middle of the neck's outline per slice, and which slices hold neck vertices."""
-        s = slices(rows[neck])
-        low = np.full(n_slices, np.inf)
-        high = np.full(n_slices, -np.inf)
-        np.minimum.at(low, s, px[neck, 0])
-        np.maximum.at(high, s, px[neck, 0])
-        held = np.isfinite(low)
-        middle = _fill(np.where(held, 0.5 * (np.where(held, low, 0.0) + np.where(held, high, 0.0)), 0.0), held,
-                       float(px[neck, 0].mean()))
-        return middle, low, high, held
+        return _slice_middles(slices(rows[neck]), px[neck, 0], n_slices)
 
     # 1. the length: background below the neck, inside the frame, all the way down
-    middle, _, _, _ = neck_middle(px[:, 1])
+    middle, _ = neck_middle(px[:, 1])
     column = np.clip(np.round(middle).astype(int), 0, w - 1)
     centres = top + (np.arange(n_slices) + 0.5) * slice_px
     slice_rows = np.clip(np.round(centres).astype(int), 0, h - 1)
@@ -153,17 +158,16 @@ def fit_neck(vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarray, r
     if ends and (known[ends[0]:].sum() * slice_px >= MIN_BACKGROUND_FRACTION * h):
         end_row = top + ends[0] * slice_px
         length_scale = float(np.clip((end_row - top) / max(bottom - top, 1e-6), MIN_LENGTH_SCALE, 1.0))
-    rows = px[:, 1].copy()
-    rows = np.where(rows > top, top + (rows - top) * length_scale, rows)
+    rows = np.where(px[:, 1] > top, top + (px[:, 1] - top) * length_scale, px[:, 1])
 
     # 2. the width, slice by slice, on the shortened neck: its rendered outline against the photo's
-    middle, _, _, held = neck_middle(rows)
+    middle, held = neck_middle(rows)
     shortened = _image_moved(points, rows, weights, camera)
     mesh = render_surface(shortened, faces, [camera])[0].mask
     scale = np.ones((n_slices, 2))
     measured = np.zeros((n_slices, 2), bool)
     for k in np.flatnonzero(held):
-        centre_row = top + (k + 0.5) * slice_px
+        centre_row = centres[k]
         if not 0 <= centre_row <= h - 1:
             continue
         row, c = int(round(centre_row)), int(np.clip(round(middle[k]), 0, w - 1))
@@ -186,14 +190,7 @@ def fit_neck(vertices: np.ndarray, faces: np.ndarray, face_region: np.ndarray, r
         return None
 
     # move: shorten in the image's vertical, then scale about each slice's axis
-    s = slices(rows)
-    z_low = np.full(n_slices, np.inf)
-    z_high = np.full(n_slices, -np.inf)
-    np.minimum.at(z_low, s[neck], points[neck, 2])
-    np.maximum.at(z_high, s[neck], points[neck, 2])
-    has_z = np.isfinite(z_low)
-    z_axis = _fill(np.where(has_z, 0.5 * (np.where(has_z, z_low, 0.0) + np.where(has_z, z_high, 0.0)), 0.0), has_z,
-                   float(points[neck, 2].mean()))
+    z_axis, _ = _slice_middles(slices(rows)[neck], points[neck, 2], n_slices)
     position = (rows - top) / slice_px - 0.5
     grid = np.arange(n_slices)
     axis_u = (np.interp(position, grid, middle) - camera.cx) / camera.fx
