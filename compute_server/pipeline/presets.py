@@ -44,7 +44,7 @@ def _draft() -> AvatarPreset:
         init=InitSettings(count=16_000, sh_degree=1, region_weights={"face": 2.0}),
         optimize=OptimizeSettings(iterations=iterations, sh_increase_every=500, lr_means=2e-3, lr_means_final=2e-4,
                                   lr_sh0=5e-3, lr_shN=2.5e-4, densify=_densify(iterations, every=150, max_count=40_000),
-                                  preview_every=100))
+                                  preview_every=100, coarse_fraction=0.7))
 
 
 def _standard() -> AvatarPreset:

@@ -76,6 +76,13 @@ class OptimizeSettings:
     # item 4: smile lines, teeth and the mouth's inside where a clip shows them), with this
     # weight on the mean squared colour change it makes at that code (the term starts at zero)
     expression_colour_weight: float = 0.0
+    # progressive resolution (nerfstudio's splatfacto schedule, one step): the first
+    # ``coarse_fraction`` of the iterations render and compare every view at 1/coarse_factor of
+    # its size. The CPU rasterizer's cost grows with the (pixel, Gaussian) pairs, so such an
+    # iteration costs about a quarter of a full one, while the coarse colours and shape it
+    # learns are what those early iterations learn anyway; fine detail comes after.
+    coarse_fraction: float = 0.0
+    coarse_factor: int = 2
     densify: BindingDensifyStrategy = field(default_factory=BindingDensifyStrategy)
     preview_every: int = 50
     preview_size: int = 160
@@ -108,6 +115,15 @@ class _PreparedView:
                 setattr(self.params, name, torch.nn.Parameter(getattr(self.params, name).clone()))
         self._head_model = head_model
         self._vertices = None
+        self._scaled: dict[int, _ViewTargets] = {}
+
+    def targets(self, factor: int) -> "_ViewTargets":
+        """The view's images and camera at 1/factor of its size (area-averaged), cached."""
+        if factor <= 1:
+            return _ViewTargets(self.image, self.mask, self.loss_mask, self.normals, self.Ks, self.width, self.height)
+        if factor not in self._scaled:
+            self._scaled[factor] = _downscaled(self, factor)
+        return self._scaled[factor]
 
     def vertices(self) -> torch.Tensor:
         if self.trainable or self._vertices is None:
@@ -116,6 +132,40 @@ class _PreparedView:
                 self._vertices = v.detach()
             return v
         return self._vertices
+
+
+@dataclass
+class _ViewTargets:
+    """What one iteration renders and compares against: a view's targets at one resolution."""
+
+    image: torch.Tensor                 # (1, H, W, 3)
+    mask: torch.Tensor                  # (1, H, W)
+    loss_mask: torch.Tensor | None
+    normals: torch.Tensor | None        # (1, H, W, 3) unit camera-space normals, zero where none
+    Ks: torch.Tensor                    # (1, 3, 3)
+    width: int
+    height: int
+
+
+def _downscaled(view: "_PreparedView", factor: int) -> _ViewTargets:
+    """Area-average a view's images to 1/factor of its size, with its camera resized to match
+    (intrinsics scaled with the image: pixel edges map onto pixel edges, so the render and the
+    averaged pixels line up)."""
+    width, height = max(1, round(view.width / factor)), max(1, round(view.height / factor))
+
+    def pool(a: torch.Tensor | None) -> torch.Tensor | None:
+        if a is None:
+            return None
+        chw = a.permute(0, 3, 1, 2) if a.dim() == 4 else a[:, None]
+        out = torch.nn.functional.interpolate(chw, size=(height, width), mode="area")
+        return out.permute(0, 2, 3, 1).contiguous() if a.dim() == 4 else out[:, 0].contiguous()
+
+    normals = pool(view.normals)
+    if normals is not None:  # averaged unit vectors are shorter; pixels with none stay zero
+        length = torch.linalg.norm(normals, dim=-1, keepdim=True)
+        normals = torch.where(length > 1e-3, normals / length.clamp(min=1e-3), torch.zeros_like(normals))
+    _, Ks = stack_cameras([view.view.camera.resized(width, height)], device=view.Ks.device)
+    return _ViewTargets(pool(view.image), pool(view.mask), pool(view.loss_mask), normals, Ks, width, height)
 
 
 def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[TrainingView],
@@ -164,25 +214,27 @@ def optimize_splats(model: SplatModel, head_model: HeadModel, views: Sequence[Tr
             prepared += [_PreparedView(v, head_model, device, trainable=False) for v in prior_views]
             groups = _view_groups(prepared, settings)
         view = prepared[_pick(groups, rng)]
+        coarse = step < settings.coarse_fraction * settings.iterations
+        at = view.targets(settings.coarse_factor if coarse else 1)
         sh_degree = min(step // max(1, settings.sh_increase_every), model.sh_degree)
         background = torch.as_tensor(rng.random(3) if settings.random_background else np.zeros(3),
                                      dtype=torch.float32, device=device)
-        use_normals = (settings.normal_weight > 0 and view.normals is not None
+        use_normals = (settings.normal_weight > 0 and at.normals is not None
                        and step >= settings.normal_start_fraction * settings.iterations)
         vertices = view.vertices()
         code = _code(view)
-        out = render_avatar(model, vertices, faces, view.viewmats, view.Ks, view.width, view.height,
+        out = render_avatar(model, vertices, faces, view.viewmats, at.Ks, at.width, at.height,
                             background=background, with_normals=use_normals, sh_degree=sh_degree,
                             colour_code=code)
         out.meta["means2d"].retain_grad()
-        target = view.image * view.mask[..., None] + background * (1 - view.mask[..., None])
-        loss = photometric_loss(out.rgb, target, view.loss_mask, settings.ssim_weight)
-        loss = loss + settings.alpha_weight * masked_mean((out.alpha - view.mask).abs(), view.loss_mask)
+        target = at.image * at.mask[..., None] + background * (1 - at.mask[..., None])
+        loss = photometric_loss(out.rgb, target, at.loss_mask, settings.ssim_weight)
+        loss = loss + settings.alpha_weight * masked_mean((out.alpha - at.mask).abs(), at.loss_mask)
         if use_normals:
-            normal_mask = out.normals_valid.float() * view.mask
-            if view.loss_mask is not None:
-                normal_mask = normal_mask * view.loss_mask
-            loss = loss + settings.normal_weight * normal_consistency_loss(out.normals, view.normals, normal_mask)
+            normal_mask = out.normals_valid.float() * at.mask
+            if at.loss_mask is not None:
+                normal_mask = normal_mask * at.loss_mask
+            loss = loss + settings.normal_weight * normal_consistency_loss(out.normals, at.normals, normal_mask)
         loss = loss * view.view.weight
         if settings.expression_colour_weight > 0:   # the model has the term: added at the start
             change = SH_C0 * model.expression_dc(code)           # the colour change at this expression
