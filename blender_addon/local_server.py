@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 
 STOP_GRACE_S = 10.0
+LOG_PREFIX, LOG_SUFFIX = "headsplat-local-server-", ".log"
+KEEP_LOGS = 5               # the newest logs kept in the log folder (each start writes one)
 
 
 class LocalServerError(Exception):
@@ -50,13 +52,38 @@ def command_args(command: str, endpoint: str) -> list[str]:
     return [a[1:-1] if os.name == "nt" and len(a) > 1 and a[0] == a[-1] == '"' else a for a in args]
 
 
+def prune_logs(folder: str, keep: int) -> None:
+    """Delete all but the newest ``keep`` local-server logs in ``folder``: every start
+    writes one, and a user who starts the server daily would otherwise collect them for
+    ever. The newest are the ones worth reading after a failure. A log another Blender's
+    server still writes to may be deleted on POSIX (it writes on unharmed) and is skipped
+    where the system refuses (Windows)."""
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(LOG_PREFIX) and n.endswith(LOG_SUFFIX)]
+    except OSError:
+        return
+    paths = [os.path.join(folder, n) for n in names]
+    dated = []
+    for path in paths:
+        try:
+            dated.append((os.path.getmtime(path), path))
+        except OSError:
+            continue
+    for _, path in sorted(dated, reverse=True)[max(0, keep):]:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
 class LocalServer:
     """One server process started by the add-on (at most one at a time)."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_dir: str | None = None) -> None:
         self._proc: subprocess.Popen | None = None
         self._log_path: str | None = None
         self._stop_requested_at: float | None = None
+        self._log_dir = log_dir          # None: the system's temporary folder
 
     @property
     def running(self) -> bool:
@@ -77,7 +104,8 @@ class LocalServer:
         if self.running:
             return
         args = command_args(command, endpoint)
-        fd, self._log_path = tempfile.mkstemp(prefix="headsplat-local-server-", suffix=".log")
+        prune_logs(self._log_dir or tempfile.gettempdir(), keep=KEEP_LOGS - 1)
+        fd, self._log_path = tempfile.mkstemp(prefix=LOG_PREFIX, suffix=LOG_SUFFIX, dir=self._log_dir)
         flags = subprocess.CREATE_NEW_PROCESS_GROUP if sys.platform == "win32" else 0
         try:
             with os.fdopen(fd, "wb") as log_file:

@@ -276,6 +276,23 @@ def test_local_server_command_and_process(tmp_path):
     assert status.exit_code == 3 and "hello tcp://127.0.0.1:9" in status.log_tail
 
 
+def test_local_server_keeps_only_its_newest_logs(tmp_path):
+    """Every start writes a log; older ones beyond the newest few are deleted, other files stay."""
+    for i in range(8):
+        old = tmp_path / f"{local_server.LOG_PREFIX}old{i}{local_server.LOG_SUFFIX}"
+        old.write_text(f"run {i}")
+        os.utime(old, (1_000_000 + i, 1_000_000 + i))
+    (tmp_path / "notes.log").write_text("not ours")
+    server = local_server.LocalServer(log_dir=str(tmp_path))
+    server.start(f'"{sys.executable}" -c "print(\'up\')"', "tcp://127.0.0.1:9")
+    assert bh.wait_for(lambda: not server.poll().running, 20)
+    logs = sorted(p.name for p in tmp_path.glob(f"{local_server.LOG_PREFIX}*"))
+    assert len(logs) == local_server.KEEP_LOGS
+    assert [n for n in logs if "old" in n] == [f"{local_server.LOG_PREFIX}old{i}{local_server.LOG_SUFFIX}"
+                                               for i in range(8 - local_server.KEEP_LOGS + 1, 8)]
+    assert "up" in server.poll().log_tail and (tmp_path / "notes.log").exists()
+
+
 # ----------------------------------------------------------------------------- packaging rules
 
 
