@@ -169,3 +169,47 @@ def test_a_bald_head_gets_no_hair_texture_but_fair_hair_does(head_photo):
     fair[s["on_scalp"]] = np.stack([streaks, 0.95 * streaks, 0.55 * streaks], -1)[s["on_scalp"]]   # straw blond
     texture = _texture(dict(s, photo=fair))
     assert texture is not None and len(texture.sources_px) > 100
+
+
+def _streak_slant(gray: np.ndarray, region: np.ndarray) -> float:
+    """In [-1, 1]: the mean of gx * gy over |gx * gy| in ``region`` (H, W) bool. Streaks
+    running down to the right (image x right, y down) give -1, down to the left +1,
+    upright or mixed ones about 0."""
+    gy, gx = np.gradient(gray)
+    prod = (gx * gy)[region]
+    return float(prod.sum() / max(np.abs(prod).sum(), 1e-12))
+
+
+def test_hair_falls_outwards_on_both_sides_of_the_back_as_in_the_photo(head_photo):
+    """Hair that falls down and outwards on either side of the photo falls down and outwards
+    on either side of the back: a piece is mirrored only when it fills the other side of the
+    head. Mirroring at random set strands against each other in chevrons (a slant near 0)."""
+    s = head_photo
+    size = s["photo"].shape[0]
+    yy, xx = np.mgrid[:size, :size].astype(np.float64)
+    centre_x = s["camera"].project(head_centre(s["vertices"])[None])[0, 0]
+    # constant along (1, 1) on the head's +x side (the photo's right), along (-1, 1) on the left
+    phase = np.where(xx >= centre_x, xx - yy, xx + yy)
+    streaks = 0.3 + 0.15 * np.sin(2 * np.pi * phase / 9.0)
+    photo = s["photo"].copy()
+    photo[s["on_scalp"]] = np.stack([streaks, 0.8 * streaks, 0.6 * streaks], -1)[s["on_scalp"]]
+    texture = _texture(dict(s, photo=photo))
+    assert set(np.unique(texture.source_side)) == {-1.0, 1.0}
+    back = orbit_camera(180, 0, 0.6, target=head_centre(s["vertices"]), width=size, height=size, fov_y_deg=25)
+    surface = render_surface(s["vertices"], s["faces"], [back])[0]
+    scalp = surface.mask & (s["face_region"][np.maximum(surface.face_ids, 0)] == s["model"].region_names.index("scalp"))
+    gray = np.zeros((size, size))
+    gray[scalp] = texture.colours(surface.points[scalp]).mean(axis=1)
+    inner = ndimage_erode(scalp, 3)
+    middle = back.project(head_centre(s["vertices"])[None])[0, 0]
+    # from behind the head's -x side shows at the right: outwards there is down-right (-1)
+    right = inner & (xx > middle + 8) & (yy < np.flatnonzero(inner.any(axis=1)).max() - 10)
+    left = inner & (xx < middle - 8) & (yy < np.flatnonzero(inner.any(axis=1)).max() - 10)
+    assert right.sum() > 300 and left.sum() > 300
+    assert _streak_slant(gray, right) < -0.5 and _streak_slant(gray, left) > 0.5
+
+
+def ndimage_erode(mask: np.ndarray, px: int) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_erosion(mask, iterations=px)

@@ -10,6 +10,11 @@ texture synthesis on the surface):
 - each cell copies a piece of the photo around one seen scalp point, chosen at random
   (seeded) among points whose whole neighbourhood the photo shows as scalp; the chart's
   "down" maps to the photo's "down", so hair that falls in the photo falls on the back;
+- cells are taller than wide (hair runs down in locks), and a piece is mirrored only when
+  it comes from the other side of the head than the cell it fills: hair that falls outwards
+  on one side of the photo falls outwards on the same side of the back. (Mirroring cells
+  at random set diagonal strands against each other in a herringbone of chevrons, and
+  square cells of curls read as fish scales.)
 - neighbouring cells blend over a narrow band so no cell border shows as a line.
 
 The texture is a function of the surface point alone, so every novel view (and the views
@@ -34,9 +39,10 @@ from shared.camera import Camera
 
 from .surface import SurfaceView, bilinear_sample
 
-CELL_M = 0.03              # chart cell size (metres along the scalp): a few hair locks across
+CELL_M = 0.03              # chart cell width (metres along the scalp): a few hair locks across
+CELL_ASPECT = 1.4          # cell height over width where the hair allows: locks run down the head
 MIN_CELL_M = 0.012         # smaller photos of the hair still give some texture, down to this
-BLEND_BAND = 0.25          # fraction of a cell over which neighbouring cells cross-fade
+BLEND_BAND = 0.4           # fraction of a cell over which neighbouring cells cross-fade
 MIN_SOURCE_FACING = 0.5    # cosine: copy only hair the photo sees well, not at grazing angles
 MIN_SOURCE_PIXELS = 64     # fewer usable hair pixels than this: no texture (smooth fill stays)
 MIN_HAIR_FRACTION = 0.25   # of the seen scalp unlike the skin, for the texture to copy only that part
@@ -49,8 +55,10 @@ class ScalpTexture:
     """Colours for head-space scalp points, copied from the photo's visible scalp.
 
     centre: (3,) the chart's centre (head space, metres); radius_m: its sphere radius;
-    cell_m: chart cell size; sources_px: (K, 2) photo pixels usable as cell centres;
-    pixels_per_m: (K,) the photo's scale at each source; image: (H, W, 3) the photo.
+    cell_m: chart cell width (its height is ``cell_aspect`` times that); sources_px: (K, 2)
+    photo pixels usable as cell centres; pixels_per_m: (K,) the photo's scale at each
+    source; image: (H, W, 3) the photo; source_side: (K,) +-1, the side of the head each
+    source lies on (+1: the head's +x side, which the photo shows at larger x).
     """
 
     centre: np.ndarray
@@ -61,6 +69,8 @@ class ScalpTexture:
     image: np.ndarray
     seed: int = 0
     hairline: np.ndarray | None = None   # (K, 2) longitude (radians, increasing), height (m) of the scalp's border
+    source_side: np.ndarray | None = None
+    cell_aspect: float = 1.0
 
     def chart(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) head-space points -> (N, 2) chart coordinates in metres: (along the
@@ -75,9 +85,10 @@ class ScalpTexture:
         """(N, 3) colours in [0, 1] for head-space scalp points (N, 3).
 
         Cells are laid like bricks (every other row shifted by half a cell) so that their
-        borders do not line up into a visible grid; each cell may also be mirrored
-        left-right, which doubles the variety of a small patch of visible hair."""
-        chart = self.chart(points) / self.cell_m
+        borders do not line up into a visible grid; a cell's piece is mirrored left-right
+        when it comes from the other side of the head (see the module's notes)."""
+        cell = np.array([self.cell_m, self.cell_m * self.cell_aspect])
+        chart = self.chart(points) / cell
         t_v = chart[:, 1] - 0.5
         row0 = np.floor(t_v).astype(np.int64)
         ramp_v = _cross_fade(t_v - row0)
@@ -91,8 +102,11 @@ class ScalpTexture:
             for d_col in (0, 1):
                 col = col0 + d_col
                 w = w_row * (ramp_u if d_col else 1 - ramp_u)
-                k, flip = self._source_of(np.stack([col, row], axis=1))
-                offset_m = np.stack([(t_u - col) * flip, t_v - row], axis=1) * self.cell_m
+                k = self._source_of(np.stack([col, row], axis=1))
+                # the cell's side: the sign of its centre's longitude (0 straight behind)
+                side = np.where(col + 0.5 * (row & 1) + 0.5 >= 0, 1.0, -1.0)
+                flip = side * self.source_side[k] if self.source_side is not None else np.ones(len(k))
+                offset_m = np.stack([(t_u - col) * flip, t_v - row], axis=1) * cell
                 # chart up is the photo's up (image -y): hair that falls in the photo falls on the back
                 px = self.sources_px[k] + offset_m * np.array([1.0, -1.0]) * self.pixels_per_m[k, None]
                 out += w[:, None] * bilinear_sample(self.image, px)
@@ -114,14 +128,13 @@ class ScalpTexture:
                        (np.cos(np.radians(60.0)) - np.cos(np.radians(100.0))), 0.0, 1.0)
         return t * t * (3 - 2 * t) * back
 
-    def _source_of(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Deterministic pseudo-random choices per cell (N, 2): a source index (N,) and a
-        horizontal flip (N,) of +-1."""
+    def _source_of(self, cells: np.ndarray) -> np.ndarray:
+        """A deterministic pseudo-random source index (N,) per cell (N, 2)."""
         h = (cells[:, 0] * 73856093) ^ (cells[:, 1] * 19349663) ^ (self.seed * 83492791 + 0x5BD1E995)
         h = (h ^ (h >> 13)) * 0x27D4EB2D
         h ^= h >> 15
         h = np.abs(h)
-        return h % len(self.sources_px), np.where((h >> 7) & 1, -1.0, 1.0)
+        return h % len(self.sources_px)
 
 
 def textured_colours(texture: ScalpTexture | None, points: np.ndarray, face_ids: np.ndarray, fill: np.ndarray,
@@ -169,23 +182,37 @@ def scalp_texture(image: np.ndarray, matte: np.ndarray, camera: Camera, surface:
     chart sphere (the head's centre and mean scalp radius).
     """
     usable = visible_hair(image, matte, camera, surface, faces_region, scalp_region)
+    if not usable.any():
+        return None
+    pixels_per_m = camera.fx / np.maximum(surface.depth, 1e-6)
+    scale = float(np.median(pixels_per_m[usable]))
     cell_m = CELL_M
     while cell_m >= MIN_CELL_M:
-        pixels_per_m = camera.fx / np.maximum(surface.depth, 1e-6)
-        # a source must have usable scalp all around it, as far as a cell's half-diagonal reaches
-        radius_px = int(np.ceil(0.75 * cell_m * float(np.median(pixels_per_m[usable])))) if usable.any() else 0
-        if radius_px <= 0:
-            return None
-        yy, xx = np.mgrid[-radius_px:radius_px + 1, -radius_px:radius_px + 1]
-        core = ndimage.binary_erosion(usable, structure=xx ** 2 + yy ** 2 <= radius_px ** 2)
-        if core.sum() >= MIN_SOURCE_PIXELS:
-            ys, xs = np.nonzero(core)
-            return ScalpTexture(centre=np.asarray(centre, np.float64), radius_m=float(radius_m), cell_m=cell_m,
-                                sources_px=np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float64),
-                                pixels_per_m=pixels_per_m[ys, xs].astype(np.float64),
-                                image=np.asarray(image, np.float32), seed=seed, hairline=hairline)
+        for aspect in (CELL_ASPECT, 1.0):   # square cells where the hair is too thin for tall ones
+            # a source must have usable scalp around it about as far as a cell reaches: an
+            # ellipse of the cell's shape (the old square cells' rule, 0.75 of a side)
+            rx, ry = max(0.75 * cell_m * scale, 1.0), max(0.75 * aspect * cell_m * scale, 1.0)
+            half_w, half_h = int(np.ceil(rx)), int(np.ceil(ry))
+            yy, xx = np.mgrid[-half_h:half_h + 1, -half_w:half_w + 1]
+            core = ndimage.binary_erosion(usable, structure=(xx / rx) ** 2 + (yy / ry) ** 2 <= 1.0)
+            if core.sum() >= MIN_SOURCE_PIXELS:
+                ys, xs = np.nonzero(core)
+                return ScalpTexture(centre=np.asarray(centre, np.float64), radius_m=float(radius_m), cell_m=cell_m,
+                                    sources_px=np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float64),
+                                    pixels_per_m=pixels_per_m[ys, xs].astype(np.float64),
+                                    image=np.asarray(image, np.float32), seed=seed, hairline=hairline,
+                                    source_side=_sides(xs + 0.5, camera, centre), cell_aspect=aspect)
         cell_m *= 0.7
     return None
+
+
+def _sides(x_px: np.ndarray, camera: Camera, centre: np.ndarray) -> np.ndarray:
+    """(K,) +-1: the side of the head (+1: its +x side) of photo pixels at columns ``x_px``,
+    split at the chart centre's image column; the camera's own x axis says which way the
+    head's +x shows (larger x, unless the camera looks from behind)."""
+    centre_x = float(camera.project(np.asarray(centre, np.float64)[None])[0, 0])
+    x_axis_sign = np.sign(camera.world_to_camera[0, 0]) or 1.0
+    return np.where(x_px >= centre_x, 1.0, -1.0) * x_axis_sign
 
 
 def visible_hair(image: np.ndarray, matte: np.ndarray, camera: Camera, surface: SurfaceView,
