@@ -1,4 +1,5 @@
-"""A posed built-in head seen by one camera: the scene the outline-fit tests share."""
+"""The built-in head as test scenes: posed and seen by one camera (the outline-fit tests), or
+at rest with a smooth colour per vertex (the trainer's tests)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,15 @@ def vertices_of(scene: dict, names) -> np.ndarray:
     model = scene["model"]
     ids = [model.region_names.index(n) for n in names if n in model.region_names]
     return np.unique(scene["faces"][np.isin(scene["region"], ids)])
+
+
+def rest_head_coloured() -> tuple:
+    """(model, head params as numpy arrays, vertices (V, 3), faces, face regions, vertex
+    colours (V, 3)): the built-in head at rest, coloured by a smooth ramp over its extent so
+    that every view of it has structure to learn."""
+    model = load_head_model()
+    params = {k: v[0] for k, v in HeadParams.zeros(model).to_numpy().items()}
+    with torch.no_grad():
+        vertices = model(HeadParams.zeros(model, 1)).vertices[0].numpy().astype(np.float64)
+    colours = np.clip(0.5 + 3.0 * (vertices - vertices.mean(0)), 0, 1)
+    return model, params, vertices, model.faces.numpy(), model.face_region.numpy(), colours

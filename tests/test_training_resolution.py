@@ -12,7 +12,6 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from compute_server.head.model import HeadParams, load_head_model
 from compute_server.splats.strategy import BindingDensifyStrategy
 from compute_server.training import optimize as optimize_module
 from compute_server.training.init import InitSettings, initialize_splats
@@ -21,18 +20,13 @@ from compute_server.views.records import TrainingView
 from compute_server.views.sampling import head_centre
 from compute_server.views.surface import render_surface
 from shared.camera import orbit_camera
+from tests.head_scene import rest_head_coloured
 
 SIZE = 64
 
 
 def _head_scene():
-    head = load_head_model()
-    params = {k: v[0] for k, v in HeadParams.zeros(head).to_numpy().items()}
-    with torch.no_grad():
-        vertices = head(HeadParams.zeros(head, 1)).vertices[0].numpy().astype(np.float64)
-    faces, face_region = head.faces.numpy(), head.face_region.numpy()
-    colors = np.clip(0.5 + 3.0 * (vertices - vertices.mean(0)), 0, 1)
-    return head, params, vertices, faces, face_region, colors
+    return rest_head_coloured()
 
 
 def _view(vertices, faces, colors, params, azimuth, *, size=SIZE, kind="input", distance=0.6) -> TrainingView:

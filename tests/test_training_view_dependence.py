@@ -4,9 +4,7 @@ colour while the rest of the avatar learns its higher SH bands."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from compute_server.head.model import HeadParams, load_head_model
 from compute_server.training.init import InitSettings, initialize_splats
 from compute_server.training.optimize import OptimizeSettings, optimize_splats
 from compute_server.splats.strategy import BindingDensifyStrategy
@@ -14,15 +12,11 @@ from compute_server.views.records import TrainingView
 from compute_server.views.sampling import head_centre
 from compute_server.views.surface import render_surface
 from shared.camera import orbit_camera
+from tests.head_scene import rest_head_coloured
 
 
 def test_hidden_and_rotating_parts_get_no_view_dependent_colour():
-    head = load_head_model()
-    params = {k: v[0] for k, v in HeadParams.zeros(head).to_numpy().items()}
-    with torch.no_grad():
-        vertices = head(HeadParams.zeros(head, 1)).vertices[0].numpy().astype(np.float64)
-    faces, face_region = head.faces.numpy(), head.face_region.numpy()
-    colors = np.clip(0.5 + 3.0 * (vertices - vertices.mean(0)), 0, 1)
+    head, params, vertices, faces, face_region, colors = rest_head_coloured()
     views = []
     for azimuth in (0.0, 40.0):
         camera = orbit_camera(azimuth, 0, 0.6, target=head_centre(vertices), width=48, height=48, fov_y_deg=25)
