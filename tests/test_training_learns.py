@@ -58,6 +58,10 @@ def _scene():
     settings = preset("draft", iterations=ITERATIONS, image_size=IMAGE_SIZE)
     settings.init.count = GAUSSIANS
     settings.include_back_views = False          # 12 novel views instead of 16: the ones a photo can inform
+    # the draft's half-size start would train at 32 px here, where the reprojected views'
+    # detail is under a pixel (their gain fell to +0.09 dB); the start has its own tests
+    # (test_training_resolution.py) and its figures at the draft's real size (results.md)
+    settings.optimize.coarse_fraction = 0.0
     settings.fit = replace(settings.fit, rigid_iterations=60, full_iterations=80)   # fitting is not under test
     head = load_head_model()
     portrait = prepare_portrait(buffer.getvalue(), "astronaut.png", size=IMAGE_SIZE)
