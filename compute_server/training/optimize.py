@@ -79,8 +79,8 @@ class OptimizeSettings:
     # progressive resolution (nerfstudio's splatfacto schedule, one step): the first
     # ``coarse_fraction`` of the iterations render and compare every view at 1/coarse_factor of
     # its size. The CPU rasterizer's cost grows with the (pixel, Gaussian) pairs, so such an
-    # iteration costs about a quarter of a full one, while the coarse colours and shape it
-    # learns are what those early iterations learn anyway; fine detail comes after.
+    # iteration costs about a third of a full one (docs/results.md), while the coarse colours
+    # and shape it learns are what those early iterations learn anyway; fine detail comes after.
     coarse_fraction: float = 0.0
     coarse_factor: int = 2
     densify: BindingDensifyStrategy = field(default_factory=BindingDensifyStrategy)

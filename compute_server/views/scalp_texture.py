@@ -190,7 +190,7 @@ def scalp_texture(image: np.ndarray, matte: np.ndarray, camera: Camera, surface:
     while cell_m >= MIN_CELL_M:
         for aspect in (CELL_ASPECT, 1.0):   # square cells where the hair is too thin for tall ones
             # a source must have usable scalp around it about as far as a cell reaches: an
-            # ellipse of the cell's shape (the old square cells' rule, 0.75 of a side)
+            # ellipse of the cell's shape, 0.75 of its width across and of its height up
             rx, ry = max(0.75 * cell_m * scale, 1.0), max(0.75 * aspect * cell_m * scale, 1.0)
             half_w, half_h = int(np.ceil(rx)), int(np.ceil(ry))
             yy, xx = np.mgrid[-half_h:half_h + 1, -half_w:half_w + 1]
