@@ -62,9 +62,8 @@ def prune_logs(folder: str, keep: int) -> None:
         names = [n for n in os.listdir(folder) if n.startswith(LOG_PREFIX) and n.endswith(LOG_SUFFIX)]
     except OSError:
         return
-    paths = [os.path.join(folder, n) for n in names]
     dated = []
-    for path in paths:
+    for path in (os.path.join(folder, n) for n in names):
         try:
             dated.append((os.path.getmtime(path), path))
         except OSError:

@@ -25,10 +25,6 @@ from tests.head_scene import rest_head_coloured
 SIZE = 64
 
 
-def _head_scene():
-    return rest_head_coloured()
-
-
 def _view(vertices, faces, colors, params, azimuth, *, size=SIZE, kind="input", distance=0.6) -> TrainingView:
     camera = orbit_camera(azimuth, 0, distance, target=head_centre(vertices), width=size, height=size, fov_y_deg=25)
     surface = render_surface(vertices, faces, [camera], vertex_attrs=colors)[0]
@@ -41,7 +37,7 @@ def test_half_size_targets_line_up_with_the_mesh_rendered_at_half_size():
     """The area-averaged full-size matte against the mesh drawn directly at the coarse camera:
     their centroids agree to a small fraction of a coarse pixel. The usual mistake (scaling
     about pixel centres instead of pixel edges) moves the drawn one by a quarter pixel."""
-    head, params, vertices, faces, _, colors = _head_scene()
+    head, params, vertices, faces, _, colors = rest_head_coloured()
     full = _view(vertices, faces, colors, params, 30.0, size=2 * SIZE, distance=1.0)   # all in the frame
     assert not full.mask[[0, -1]].any() and not full.mask[:, [0, -1]].any()
     coarse = _PreparedView(full, head, "cpu", trainable=False).targets(2)
@@ -64,7 +60,7 @@ def test_half_size_targets_line_up_with_the_mesh_rendered_at_half_size():
 
 
 def test_half_size_normals_are_unit_where_the_view_has_them_and_zero_elsewhere():
-    head, params, vertices, faces, _, colors = _head_scene()
+    head, params, vertices, faces, _, colors = rest_head_coloured()
     view = _PreparedView(_view(vertices, faces, colors, params, 0.0), head, "cpu", trainable=False)
     coarse = view.targets(2)
     length = torch.linalg.norm(coarse.normals[0], dim=-1)
@@ -75,12 +71,13 @@ def test_half_size_normals_are_unit_where_the_view_has_them_and_zero_elsewhere()
     assert view.targets(2) is coarse                    # made once
 
 
-def test_the_coarse_share_of_the_iterations_renders_at_half_size(monkeypatch):
-    """A spy on the trainer's render call (it still renders): the first iterations at 32 px,
-    the rest at 64, and training moves the model in both phases."""
-    head, params, vertices, faces, face_region, colors = _head_scene()
-    views = [_view(vertices, faces, colors, params, 0.0),
-             _view(vertices, faces, colors, params, 40.0, kind="reprojected")]
+def _train_recording_sizes(monkeypatch, settings: OptimizeSettings, azimuths=(0.0,)):
+    """Train a small model on views of the rest head at ``azimuths`` (the first the input),
+    with a spy on the trainer's render call (it still renders); returns the (width, height)
+    of every render and the model's colours before and after."""
+    head, params, vertices, faces, face_region, colors = rest_head_coloured()
+    views = [_view(vertices, faces, colors, params, a, kind="input" if i == 0 else "reprojected")
+             for i, a in enumerate(azimuths)]
     model = initialize_splats(vertices, faces, face_region, head.region_names, colors.astype(np.float32),
                               InitSettings(count=2000, sh_degree=0), np.random.default_rng(0))
     sizes = []
@@ -92,23 +89,23 @@ def test_the_coarse_share_of_the_iterations_renders_at_half_size(monkeypatch):
 
     monkeypatch.setattr(optimize_module, "render_avatar", spy)
     before = model.params["sh0"].detach().clone()
-    settings = OptimizeSettings(iterations=10, coarse_fraction=0.6, preview_every=0, max_eval_views=0,
-                                densify=BindingDensifyStrategy(refine_start=1000, refine_stop=1000))
     optimize_splats(model, head, views, settings, seed=0)
+    return sizes, before, model.params["sh0"].detach()
+
+
+def _no_densifying(**kwargs) -> OptimizeSettings:
+    return OptimizeSettings(preview_every=0, max_eval_views=0,
+                            densify=BindingDensifyStrategy(refine_start=1000, refine_stop=1000), **kwargs)
+
+
+def test_the_coarse_share_of_the_iterations_renders_at_half_size(monkeypatch):
+    """The first iterations at 32 px, the rest at 64, and training moves the model."""
+    sizes, before, after = _train_recording_sizes(monkeypatch, _no_densifying(iterations=10, coarse_fraction=0.6),
+                                                  azimuths=(0.0, 40.0))
     assert sizes[:10] == [(SIZE // 2, SIZE // 2)] * 6 + [(SIZE, SIZE)] * 4
-    assert not torch.allclose(model.params["sh0"].detach(), before)
+    assert not torch.allclose(after, before)
 
 
 def test_no_coarse_share_renders_every_iteration_at_full_size(monkeypatch):
-    head, params, vertices, faces, face_region, colors = _head_scene()
-    views = [_view(vertices, faces, colors, params, 0.0)]
-    model = initialize_splats(vertices, faces, face_region, head.region_names, colors.astype(np.float32),
-                              InitSettings(count=2000, sh_degree=0), np.random.default_rng(0))
-    sizes = []
-    real_render = optimize_module.render_avatar
-    monkeypatch.setattr(optimize_module, "render_avatar",
-                        lambda *a, **k: (sizes.append((a[5], a[6])), real_render(*a, **k))[1])
-    optimize_splats(model, head, views, OptimizeSettings(iterations=4, preview_every=0, max_eval_views=0,
-                                                         densify=BindingDensifyStrategy(refine_start=1000,
-                                                                                        refine_stop=1000)), seed=0)
+    sizes, _, _ = _train_recording_sizes(monkeypatch, _no_densifying(iterations=4))
     assert sizes[:4] == [(SIZE, SIZE)] * 4
